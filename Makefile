@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   installs into .venv and runs the distribution-shift verification demo
+#   make test   installs into .venv and runs the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: this version's CPU build is what the machine provides; nothing else may pull CUDA
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	# auto_LiRPA 0.3 declares torch<1.13; it works with today's torch after the patches in cegarnn/bounds/lirpa.py
+	$(BIN)/pip install -q --no-deps auto-lirpa==0.3
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m cegarnn.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python experiments/bench_encoder.py
+
+clean:
+	rm -rf $(VENV)

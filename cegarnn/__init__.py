@@ -1,0 +1,2 @@
+"""cegarnn: verify and repair neural networks, above all under generative (distribution-shift) specs."""
+__version__ = "0.1.0"
