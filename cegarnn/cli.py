@@ -1,0 +1,100 @@
+"""Command-line entry points (Hydra at the edge only: configs → plain arguments → library calls)."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+EXIT_DEFINITIVE, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2
+
+
+def _abs(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_absolute():
+        cand = base / p
+        p = cand if cand.exists() else REPO_ROOT / p
+    if not p.exists():
+        raise FileNotFoundError(f"file not found: {path} (looked in {base} and {REPO_ROOT})")
+    return str(p)
+
+
+def build_problem(cfg, base: Path):
+    """The Problem described by a composed config (``cfg.model``, ``cfg.spec``)."""
+    import numpy as np
+
+    from .specs.problem import classification_problem, generative_problem
+    from .network import load_network
+    from .specs.problem import _torch_reference
+
+    spec = cfg.spec
+    images = np.load(_abs(cfg.model.images, base))
+    xs, ys = images["images"], images["labels"]
+    k = int(spec.image_index)
+    if not 0 <= k < len(xs):
+        raise ValueError(f"spec.image_index={k} out of range: the image file holds {len(xs)} images")
+    x, y = xs[k].reshape(-1), int(ys[k])
+    name = f"image{k}"
+    if spec.kind == "generative":
+        lat_lo = None if spec.get("latent_lower") is None else list(spec.latent_lower)
+        lat_hi = None if spec.get("latent_upper") is None else list(spec.latent_upper)
+        prior = None if lat_lo is not None else _abs(cfg.model.prior, base)
+        return generative_problem(_abs(cfg.model.generator, base), _abs(cfg.model.classifier, base), x, y,
+                                  latent_lower=lat_lo, latent_upper=lat_hi, prior=prior,
+                                  delta=float(spec.delta) if prior else None,
+                                  name=f"{name}-delta{spec.delta}")
+    if spec.kind == "classification":
+        path = _abs(cfg.model.classifier, base)
+        return classification_problem(load_network(path), x, y, float(spec.eps),
+                                      reference=_torch_reference(path), name=f"{name}-eps{spec.eps}")
+    raise ValueError(f"unknown spec.kind {spec.kind!r} (generative | classification)")
+
+
+def options_from_cfg(cfg):
+    from .verify.cegar import Options
+    v = dict(cfg.verifier)
+    method = v.pop("method")
+    fields = set(Options.__dataclass_fields__)
+    unknown = set(v) - fields
+    if unknown:
+        raise ValueError(f"unknown verifier option(s): {', '.join(sorted(unknown))}")
+    v["bounds"] = cfg.bounds.method
+    v["backend"] = cfg.solver.backend
+    return method, Options(**v)
+
+
+def verify_main() -> None:
+    """``cegarnn-verify``: Hydra entry point (see conf/config.yaml)."""
+    import hydra
+    from omegaconf import DictConfig
+
+    start_dir = Path.cwd()
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def _main(cfg: DictConfig) -> None:
+        logging.basicConfig(level=getattr(logging, str(cfg.log_level).upper(), logging.INFO),
+                            format="%(levelname)s %(name)s: %(message)s")
+        from .verify.cegar import run
+        try:
+            problem = build_problem(cfg, start_dir)
+            method, opts = options_from_cfg(cfg)
+            result = run(problem, method, opts)
+        except (ValueError, FileNotFoundError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_ERROR)
+        print(result.summary())
+        out = Path(cfg.output)
+        out.write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"result written to {out.resolve()}")
+        sys.exit(EXIT_DEFINITIVE if result.decided else EXIT_UNKNOWN)
+
+    _main()
+
+
+if __name__ == "__main__":
+    verify_main()

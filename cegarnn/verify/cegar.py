@@ -1,0 +1,381 @@
+"""The CEGAR verifier and its baselines.
+
+Flow for one problem (``method='cegar'``)::
+
+    attack (samples + PGD) ──► falsified
+    work queue of input boxes ──► batched CROWN bounds ──► closed (proved) | centre check
+        undecided box ──► abstraction (sigmoid: one segment, ReLU exact) ──► LP/MILP per disjunct
+            margin > tol proved        ──► box closed
+            candidate confirmed        ──► falsified
+            candidate spurious         ──► refine: split sigmoid segments at its pre-activations
+                                           (incremental, same live solver) or split the box along
+                                           the dimension that matters most for the candidate
+
+Baselines share every part: ``crown`` (bounds only), ``bab-crown`` (input splitting with bounds
+only), ``lp`` (one abstraction solve, no refinement), ``milp-fixed`` (k uniform segments up front,
+no refinement). Every method answers ``verified`` only from a proof, ``falsified`` only with a
+counterexample confirmed on the IR and the original model, else ``unknown`` with the reason.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..bounds import compute_bounds
+from ..bounds.box import LayerBounds
+from ..encoding.program import Program
+from ..network.ir import Network, Sigmoid, Tanh, sigmoid
+from ..solvers.base import Status, make_backend
+from ..specs.problem import Problem
+from .attack import pgd_attack, random_attack
+from .confirm import confirm, first_confirmed
+from .result import FALSIFIED, UNKNOWN, VERIFIED, Counterexample, Result, Stats
+
+log = logging.getLogger("cegarnn.verify")
+
+METHODS = ("cegar", "lp", "milp-fixed", "crown", "bab-crown")
+POLICIES = ("auto", "input", "segments")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Verifier options (plain values; Hydra configs map onto these)."""
+
+    time_limit: float = 60.0
+    bounds: str = "crown"            # initial bounds provider: interval | crown | lp
+    backend: str = "highs"
+    policy: str = "auto"             # auto: input splitting when n_free <= max_split_dims, else segments
+    max_split_dims: int = 16
+    top_k: int = 20                  # sigmoid neurons refined per round
+    max_rounds: int = 2              # input policy: segment-refinement rounds on a box before splitting it
+    fixed_segments: int = 4          # for milp-fixed
+    tol: float = 1e-6                # a margin counts as proved only if > tol
+    max_iterations: int = 1_000_000  # boxes processed + refinement rounds
+    batch_size: int = 64             # boxes bounded per CROWN call
+    solver_min_depth: int = 0        # cegar: run the LP/MILP on undecided boxes at depth >= this
+    attack: bool = True
+    attack_restarts: int = 8
+    attack_steps: int = 40
+    seed: int = 0
+    debug: bool = False              # assert the progress guarantee after every refinement
+
+
+class _Timeout(Exception):
+    pass
+
+
+@dataclass
+class _Ctx:
+    problem: Problem
+    opts: Options
+    start: float
+    stats: Stats
+    spec_net: Network                # network with the unsafe rows appended: outputs C_all y - d_all
+    groups: list                     # row indices of each disjunct
+    sig_layers: list                 # indices of sigmoid/tanh layers
+    policy: str = "input"            # resolved refinement policy: 'input' or 'segments'
+    torch_spec: Optional[torch.nn.Module] = None
+
+    def remaining(self) -> float:
+        return self.opts.time_limit - (time.perf_counter() - self.start)
+
+    def check_time(self):
+        if self.remaining() <= 0:
+            raise _Timeout()
+
+
+# --------------------------------------------------------------------------- bounds helpers
+def _bounds(ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, method: Optional[str] = None) -> LayerBounds:
+    t = time.perf_counter()
+    b = compute_bounds(ctx.spec_net, lo, hi, method=method or ctx.opts.bounds)
+    ctx.stats.time_bounds += time.perf_counter() - t
+    ctx.stats.boxes_bounded += lo.shape[0] if lo.ndim == 2 else 1
+    return b
+
+
+def _proved(ctx: _Ctx, row_lower: np.ndarray) -> np.ndarray:
+    ok = [np.max(row_lower[..., g], axis=-1) > ctx.opts.tol for g in ctx.groups]
+    return np.all(np.stack(ok, axis=-1), axis=-1)
+
+
+def _open_disjuncts(ctx: _Ctx, row_lower: np.ndarray) -> list[int]:
+    """Disjuncts not yet excluded by the bounds, most promising (lowest bound) first."""
+    scores = [(float(np.max(row_lower[g])), j) for j, g in enumerate(ctx.groups)]
+    return [j for s, j in sorted(scores) if s <= ctx.opts.tol]
+
+
+# --------------------------------------------------------------------------- abstraction + solver
+class BoxAbstraction:
+    """The LP/MILP abstraction of the spec network on one input box, kept live in one backend.
+
+    Sigmoid/tanh neurons start with ``segments`` uniform segments each (1 = pure LP envelope),
+    ReLUs are exact (big-M from the box's bounds). ``refine`` adds breakpoints incrementally.
+    """
+
+    def __init__(self, ctx: _Ctx, bounds: LayerBounds, segments: Optional[int] = None):
+        from ..encoding.builder import encode_network
+        t = time.perf_counter()
+        self.ctx = ctx
+        self.program = Program(name=ctx.problem.name)
+        kw = {} if not segments or segments <= 1 else {"segments": int(segments)}
+        self.enc = encode_network(self.program, ctx.spec_net, bounds, relu="exact", **kw)
+        out = self.enc.value_vars[-1]
+        self.t_vars = []
+        for g in ctx.groups:
+            tj = self.program.add_vars(1, name="margin")
+            k = len(g)
+            rows = np.concatenate([np.arange(k), np.arange(k)])
+            cols = np.concatenate([out[g], np.repeat(tj, k)])
+            vals = np.concatenate([np.ones(k), -np.ones(k)])
+            self.program.add_rows(rows, cols, vals, np.full(k, -np.inf), np.zeros(k), name="margin_rows")
+            self.t_vars.append(int(tj[0]))
+        self.solver = make_backend(self.program, ctx.opts.backend)
+        self.refined: dict = {}      # (layer, neuron) -> list of breakpoints added by refinement
+        ctx.stats.time_encode += time.perf_counter() - t
+
+    def solve(self, j: int):
+        """Minimise the margin of disjunct j. Returns (status, proved_margin_lb, values or None)."""
+        ctx = self.ctx
+        ctx.check_time()
+        self.program.set_objective([self.t_vars[j]], [1.0], "min")
+        t = time.perf_counter()
+        sol = self.solver.solve(time_limit=max(ctx.remaining(), 0.01), target=-ctx.opts.tol,
+                                cutoff=ctx.opts.tol)
+        ctx.stats.time_solver += time.perf_counter() - t
+        ctx.stats.solver_calls += 1
+        ctx.stats.max_binaries = max(ctx.stats.max_binaries, self.program.n_integer)
+        bound = None
+        if sol.status == Status.INFEASIBLE:
+            bound = np.inf
+        elif sol.status == Status.OPTIMAL and sol.bound is not None:
+            bound = sol.bound
+        elif sol.bound is not None and sol.status == Status.INTERRUPTED:
+            bound = sol.bound
+        values = None
+        if sol.x is not None:
+            values = [sol.x[v] for v in self.enc.value_vars]
+        return sol, bound, values
+
+    def sigmoid_gaps(self, values) -> list[tuple[float, int, int, float]]:
+        """(gap, layer, neuron, pre-activation) for every sigmoid/tanh neuron, largest gap first."""
+        out = []
+        for i in self.ctx.sig_layers:
+            x, y = values[i], values[i + 1]
+            f = sigmoid(x) if isinstance(self.ctx.spec_net.layers[i], Sigmoid) else np.tanh(x)
+            gap = np.abs(y - f)
+            for n in np.flatnonzero(gap > 1e-7):
+                out.append((float(gap[n]), i, int(n), float(x[n])))
+        out.sort(reverse=True)
+        return out
+
+    def refine(self, gaps, k: int) -> list:
+        chosen = [(i, n, t) for _, i, n, t in gaps[:k]]
+        if chosen:
+            self.enc.refine_many(chosen)
+            for i, n, t in chosen:
+                self.refined.setdefault((i, n), []).append(t)
+            self.ctx.stats.breakpoints_added += len(chosen)
+        return chosen
+
+    def check_progress(self, values):
+        """Debug: a refined point can never come back (envelopes are exact at breakpoints)."""
+        for (i, n), ts in self.refined.items():
+            x, y = values[i][n], values[i + 1][n]
+            f = sigmoid(np.array([x]))[0] if isinstance(self.ctx.spec_net.layers[i], Sigmoid) else np.tanh(x)
+            for t in ts:
+                if abs(x - t) <= 1e-9:
+                    assert abs(y - f) <= 1e-5, f"refined point returned: neuron {(i, n)} at {x}: y={y}, f={f}"
+
+
+@dataclass(order=True)
+class _Box:
+    priority: float
+    seq: int
+    lo: np.ndarray = field(compare=False)
+    hi: np.ndarray = field(compare=False)
+    depth: int = field(compare=False, default=0)
+
+
+def _candidate_split_dim(ctx: _Ctx, box: _Box, z: np.ndarray, j: int) -> int:
+    """Dimension maximising width × |d margin_j / d z| at the candidate."""
+    width = box.hi - box.lo
+    if ctx.torch_spec is None:
+        ctx.torch_spec = ctx.spec_net.to_torch()
+    zt = torch.as_tensor(z, dtype=torch.float64).reshape(1, -1).requires_grad_(True)
+    g = ctx.groups[j]
+    out = ctx.torch_spec(zt)[0, torch.as_tensor(g)]
+    (grad,) = torch.autograd.grad(out.max(), zt)
+    score = width * np.abs(grad.numpy().reshape(-1))
+    if not np.any(score > 0):
+        score = width
+    return int(np.argmax(score))
+
+
+def _split(box: _Box, dim: int, counter) -> list[_Box]:
+    mid = (box.lo[dim] + box.hi[dim]) / 2
+    lo2, hi1 = box.lo.copy(), box.hi.copy()
+    hi1[dim] = mid
+    lo2[dim] = mid
+    return [_Box(box.priority, next(counter), box.lo.copy(), hi1, box.depth + 1),
+            _Box(box.priority, next(counter), lo2, box.hi.copy(), box.depth + 1)]
+
+
+# --------------------------------------------------------------------------- per-box solving
+def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments: Optional[int] = None):
+    """Decide one box with the abstraction. Returns ('closed'|'split'|'unknown', payload)."""
+    open_j = _open_disjuncts(ctx, bounds.lower[-1])
+    if not open_j:
+        return "closed", None
+    abst = BoxAbstraction(ctx, bounds, segments)
+    for j in open_j:
+        rounds = 0
+        while True:
+            sol, bound, values = abst.solve(j)
+            ctx.stats.iterations += 1
+            if bound is not None and bound > ctx.opts.tol:
+                break                                  # disjunct j excluded on this box
+            if values is None:
+                return "unknown", f"solver returned {sol.status.value} without a solution"
+            z = values[0]
+            t = time.perf_counter()
+            cex = confirm(ctx.problem, z, "solver")
+            ctx.stats.time_checks += time.perf_counter() - t
+            if cex is not None:
+                return "falsified", cex
+            if not refine:
+                return "unknown", "spurious counterexample and no refinement"
+            gaps = abst.sigmoid_gaps(values)
+            entry = {"box_depth": box.depth, "disjunct": j, "candidate_margin": float(sol.objective or 0.0)}
+            if ctx.opts.debug and rounds > 0:
+                abst.check_progress(values)
+            if gaps and (ctx.policy == "segments" or rounds < ctx.opts.max_rounds):
+                chosen = abst.refine(gaps, ctx.opts.top_k)
+                entry.update(move="segments", neurons=len(chosen), max_gap=gaps[0][0])
+                ctx.stats.trajectory.append(entry)
+                rounds += 1
+                if ctx.stats.iterations >= ctx.opts.max_iterations:
+                    return "unknown", "iteration limit"
+                continue
+            entry.update(move="input-split")
+            ctx.stats.trajectory.append(entry)
+            return "split", (z, j)
+    return "closed", None
+
+
+# --------------------------------------------------------------------------- main entry
+def run(problem: Problem, method: str = "cegar", options: Optional[Options] = None) -> Result:
+    """Run one method on one problem; see the module docstring."""
+    opts = options or Options()
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if opts.policy not in POLICIES:
+        raise ValueError(f"unknown policy {opts.policy!r}; choose one of {', '.join(POLICIES)}")
+    if not opts.time_limit > 0:
+        raise ValueError("time_limit must be > 0 seconds")
+    start = time.perf_counter()
+    stats = Stats()
+    C, d, groups = problem.unsafe.stacked
+    spec_net = problem.network.with_output_layer(C, -d)
+    sig_layers = spec_net.activation_indices((Sigmoid, Tanh))
+    policy = opts.policy if opts.policy != "auto" else (
+        "input" if problem.n_free <= opts.max_split_dims else "segments")
+    ctx = _Ctx(problem, opts, start, stats, spec_net, groups, sig_layers, policy)
+
+    def done(status, reason="", cex=None):
+        stats.wall_time = time.perf_counter() - start
+        return Result(status, reason, method, cex, stats, problem.name)
+
+    try:
+        if opts.attack:
+            t = time.perf_counter()
+            cex = random_attack(problem, seed=opts.seed) or pgd_attack(
+                problem, restarts=opts.attack_restarts, steps=opts.attack_steps, seed=opts.seed)
+            stats.time_attack += time.perf_counter() - t
+            if cex is not None:
+                return done(FALSIFIED, "counterexample found by " + cex.found_by, cex)
+        ctx.check_time()
+        if method in ("crown", "lp", "milp-fixed"):
+            b = _bounds(ctx, problem.lower, problem.upper)
+            if _proved(ctx, b.lower[-1]):
+                stats.boxes_closed_by_bounds += 1
+                return done(VERIFIED, f"proved by {b.method} bounds")
+            if method == "crown":
+                return done(UNKNOWN, f"{b.method} bounds do not prove the property")
+            seg = opts.fixed_segments if method == "milp-fixed" else None
+            status, payload = _solve_box(ctx, _Box(0, 0, problem.lower, problem.upper), b, refine=False,
+                                         segments=seg)
+            if status == "closed":
+                return done(VERIFIED, "proved by the solver")
+            if status == "falsified":
+                return done(FALSIFIED, "solver counterexample confirmed", payload)
+            return done(UNKNOWN, payload)
+        return _branch_and_refine(ctx, method, done)
+    except _Timeout:
+        return done(UNKNOWN, "time limit")
+
+
+def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
+    opts, stats, problem = ctx.opts, ctx.stats, ctx.problem
+    counter = itertools.count()
+    queue: list[_Box] = [_Box(0.0, next(counter), problem.lower.copy(), problem.upper.copy(), 0)]
+    use_solver = method == "cegar"
+    split_allowed = method == "bab-crown" or ctx.policy == "input"
+    unknown_reason = None
+    while queue:
+        ctx.check_time()
+        if stats.iterations >= opts.max_iterations:
+            return done(UNKNOWN, "iteration limit")
+        batch = [heapq.heappop(queue) for _ in range(min(opts.batch_size, len(queue)))]
+        lo = np.stack([b.lo for b in batch])
+        hi = np.stack([b.hi for b in batch])
+        bnds = _bounds(ctx, lo, hi)
+        row_lower = bnds.lower[-1]
+        proved = _proved(ctx, row_lower)
+        stats.boxes_closed_by_bounds += int(proved.sum())
+        stats.iterations += len(batch)
+        todo = [k for k in range(len(batch)) if not proved[k]]
+        if not todo:
+            continue
+        t = time.perf_counter()
+        cex = first_confirmed(problem, (lo[todo] + hi[todo]) / 2, "box-centre")
+        stats.time_checks += time.perf_counter() - t
+        if cex is not None:
+            return done(FALSIFIED, "counterexample at a box centre", cex)
+        for k in todo:
+            box = batch[k]
+            worst = float(np.min([np.max(row_lower[k][g]) for g in ctx.groups]))
+            if use_solver and box.depth >= opts.solver_min_depth:
+                status, payload = _solve_box(ctx, box, bnds.pick(k), refine=True)
+                if status == "closed":
+                    continue
+                if status == "falsified":
+                    return done(FALSIFIED, "solver counterexample confirmed", payload)
+                if status == "unknown" and not split_allowed:
+                    return done(UNKNOWN, payload)
+                if status == "split" and not split_allowed:
+                    return done(UNKNOWN, "segment refinement exhausted and input splitting disabled")
+                if status == "split":
+                    z, j = payload
+                    dim = _candidate_split_dim(ctx, box, z, j)
+                else:
+                    unknown_reason = payload
+                    dim = int(np.argmax(box.hi - box.lo))
+            else:
+                if not split_allowed:
+                    return done(UNKNOWN, "bounds do not prove the property and splitting is disabled")
+                j = int(np.argmin([np.max(row_lower[k][g]) for g in ctx.groups]))
+                dim = _candidate_split_dim(ctx, box, (box.lo + box.hi) / 2, j)
+            if np.max(box.hi - box.lo) <= 1e-9:
+                return done(UNKNOWN, "box too small to split further" + (f"; {unknown_reason}" if unknown_reason else ""))
+            stats.boxes_split += 1
+            for child in _split(box, dim, counter):
+                child.priority = worst      # most violated boxes first
+                heapq.heappush(queue, child)
+    return done(VERIFIED, "every sub-box proved" if stats.boxes_split else "proved")
