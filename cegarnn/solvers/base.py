@@ -86,18 +86,21 @@ def make_backend(program, backend: str = "highs", **options) -> Backend:
     raise SolverError(f"unknown backend {backend!r}; choose 'highs' or 'pulp[:SOLVER]'")
 
 
-def available_backends() -> list[str]:
-    out = []
-    try:
+def unavailable_reason(backend: str) -> Optional[str]:
+    """None if ``backend`` ('highs', 'pulp' or 'pulp:<SOLVER>') can be used, else why not."""
+    name, _, sub = backend.partition(":")
+    if name == "highs":
         from .highs import HighsBackend
-        if HighsBackend.available():
-            out.append("highs")
-    except ImportError:
-        pass
-    try:
-        from .pulp_backend import PulpBackend
-        if PulpBackend.available():
-            out.append("pulp")
-    except ImportError:
-        pass
-    return out
+        return None if HighsBackend.available() else "highspy is not installed"
+    if name == "pulp":
+        from .pulp_backend import PulpBackend, pulp
+        if pulp is None:
+            return "pulp is not installed"
+        solver = sub or "PULP_CBC_CMD"
+        return None if PulpBackend.available(solver) else f"PuLP solver {solver} is not available"
+    return f"unknown backend {backend!r}"
+
+
+def available_backends() -> list[str]:
+    """Names of the usable backends: 'highs' and 'pulp' (PuLP with its bundled CBC)."""
+    return [b for b in ("highs", "pulp") if unavailable_reason(b) is None]

@@ -60,6 +60,8 @@ class Options:
     max_iterations: int = 1_000_000  # boxes processed + refinement rounds
     batch_size: int = 64             # boxes bounded per CROWN call
     solver_min_depth: int = 0        # cegar: run the LP/MILP on undecided boxes at depth >= this
+    solve_time_cap: float = 2.0      # input policy: seconds per solver call on one box (then split it)
+    relu_exact_max: int = 40         # input policy: exact ReLUs (binaries) only if a box has <= this many unstable
     attack: bool = True
     attack_restarts: int = 8
     attack_steps: int = 40
@@ -119,13 +121,14 @@ class BoxAbstraction:
     ReLUs are exact (big-M from the box's bounds). ``refine`` adds breakpoints incrementally.
     """
 
-    def __init__(self, ctx: _Ctx, bounds: LayerBounds, segments: Optional[int] = None):
+    def __init__(self, ctx: _Ctx, bounds: LayerBounds, segments: Optional[int] = None, relu: str = "exact"):
         from ..encoding.builder import encode_network
         t = time.perf_counter()
         self.ctx = ctx
+        self.relu = relu
         self.program = Program(name=ctx.problem.name)
         kw = {} if not segments or segments <= 1 else {"segments": int(segments)}
-        self.enc = encode_network(self.program, ctx.spec_net, bounds, relu="exact", **kw)
+        self.enc = encode_network(self.program, ctx.spec_net, bounds, relu=relu, **kw)
         out = self.enc.value_vars[-1]
         self.t_vars = []
         for g in ctx.groups:
@@ -146,8 +149,10 @@ class BoxAbstraction:
         ctx.check_time()
         self.program.set_objective([self.t_vars[j]], [1.0], "min")
         t = time.perf_counter()
-        sol = self.solver.solve(time_limit=max(ctx.remaining(), 0.01), target=-ctx.opts.tol,
-                                cutoff=ctx.opts.tol)
+        limit = ctx.remaining()
+        if ctx.policy == "input":
+            limit = min(limit, ctx.opts.solve_time_cap)
+        sol = self.solver.solve(time_limit=max(limit, 0.01), target=-ctx.opts.tol, cutoff=ctx.opts.tol)
         ctx.stats.time_solver += time.perf_counter() - t
         ctx.stats.solver_calls += 1
         ctx.stats.max_binaries = max(ctx.stats.max_binaries, self.program.n_integer)
@@ -174,6 +179,13 @@ class BoxAbstraction:
                 out.append((float(gap[n]), i, int(n), float(x[n])))
         out.sort(reverse=True)
         return out
+
+    def relu_gap(self, values) -> float:
+        """Largest |y - relu(x)| of the candidate (non-zero only under the triangle relaxation)."""
+        from ..network.ir import ReLU
+        gaps = [np.max(np.abs(values[i + 1] - np.maximum(values[i], 0)), initial=0.0)
+                for i in self.ctx.spec_net.activation_indices(ReLU)]
+        return float(max(gaps, default=0.0))
 
     def refine(self, gaps, k: int) -> list:
         chosen = [(i, n, t) for _, i, n, t in gaps[:k]]
@@ -233,7 +245,10 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
     open_j = _open_disjuncts(ctx, bounds.lower[-1])
     if not open_j:
         return "closed", None
-    abst = BoxAbstraction(ctx, bounds, segments)
+    relu = "exact"
+    if ctx.policy == "input" and refine and bounds.unstable_relus(ctx.spec_net) > ctx.opts.relu_exact_max:
+        relu = "triangle"
+    abst = BoxAbstraction(ctx, bounds, segments, relu)
     for j in open_j:
         rounds = 0
         while True:
@@ -242,6 +257,10 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
             if bound is not None and bound > ctx.opts.tol:
                 break                                  # disjunct j excluded on this box
             if values is None:
+                if refine and ctx.policy == "input" and sol.status == Status.TIME_LIMIT:
+                    ctx.stats.trajectory.append({"box_depth": box.depth, "disjunct": j, "move": "input-split",
+                                                 "reason": "solver time cap"})
+                    return "split", None
                 return "unknown", f"solver returned {sol.status.value} without a solution"
             z = values[0]
             t = time.perf_counter()
@@ -255,7 +274,8 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
             entry = {"box_depth": box.depth, "disjunct": j, "candidate_margin": float(sol.objective or 0.0)}
             if ctx.opts.debug and rounds > 0:
                 abst.check_progress(values)
-            if gaps and (ctx.policy == "segments" or rounds < ctx.opts.max_rounds):
+            sig_dominant = bool(gaps) and gaps[0][0] >= abst.relu_gap(values)
+            if gaps and (ctx.policy == "segments" or (rounds < ctx.opts.max_rounds and sig_dominant)):
                 chosen = abst.refine(gaps, ctx.opts.top_k)
                 entry.update(move="segments", neurons=len(chosen), max_gap=gaps[0][0])
                 ctx.stats.trajectory.append(entry)
@@ -361,9 +381,12 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
                     return done(UNKNOWN, payload)
                 if status == "split" and not split_allowed:
                     return done(UNKNOWN, "segment refinement exhausted and input splitting disabled")
-                if status == "split":
+                if status == "split" and payload is not None:
                     z, j = payload
                     dim = _candidate_split_dim(ctx, box, z, j)
+                elif status == "split":
+                    j = int(np.argmin([np.max(row_lower[k][g]) for g in ctx.groups]))
+                    dim = _candidate_split_dim(ctx, box, (box.lo + box.hi) / 2, j)
                 else:
                     unknown_reason = payload
                     dim = int(np.argmax(box.hi - box.lo))

@@ -1,0 +1,271 @@
+"""PuLP backend: any solver PuLP can drive (CBC bundled; HiGHS, Gurobi, CPLEX, ... if installed).
+
+Requires: ``pulp`` and the named solver (``available()`` checks both). Not incremental: the
+:class:`~cegarnn.encoding.program.Program` is translated into a fresh ``pulp.LpProblem``
+whenever it changed since the last solve (one ``LpAffineExpression`` per row, built from the CSR
+matrix; ranged rows become two constraints; free rows are dropped).
+
+Status mapping reads the solver's own status, not only PuLP's summary, because PuLP reports
+``Optimal`` for time-limited MILPs:
+
+* CBC (``PULP_CBC_CMD``/``COIN_CMD``): the first line of CBC's solution file, which PuLP parses
+  into ``prob.status``/``prob.sol_status``; we keep the raw line. ``Optimal`` -> OPTIMAL;
+  ``Infeasible``/``Integer infeasible`` -> INFEASIBLE; ``Unbounded`` -> UNBOUNDED;
+  ``Stopped on time`` -> TIME_LIMIT; ``Stopped on iterations`` -> ITERATION_LIMIT;
+  ``Stopped on difficulties`` -> NUMERICAL_ERROR; ``Stopped on ctrl-c`` -> INTERRUPTED; anything
+  else -> UNKNOWN. A point is returned only when CBC has an integer-feasible one
+  (``... - objective value``), never the continuous relaxation CBC writes when it has none.
+* ``HiGHS`` (PuLP's highspy interface): HiGHS' model status, mapped as in the HiGHS backend.
+* any other solver: PuLP's ``status`` with ``sol_status``; ``Optimal`` is trusted only together
+  with ``LpSolutionOptimal``, and a run with a time limit that returns a merely feasible point is
+  TIME_LIMIT. Solvers whose PuLP interface does not set ``sol_status`` cannot tell a time-limited
+  run from an optimal one; for those, when a time limit was given and ``Optimal`` is reported,
+  we say UNKNOWN (with the point) rather than risk a wrong OPTIMAL.
+
+``target``/``cutoff`` are ignored (PuLP has no portable callback); the solve runs to its normal
+end, so the answer is still correct, only not early. ``Solution.bound``: HiGHS' dual bound when
+available; for a CBC-optimal MILP ``objective`` relaxed by the relative gap (CBC does not report
+its bound through PuLP); for an optimal LP the objective; otherwise None.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Optional
+
+import numpy as np
+
+from .base import Solution, SolverError, Status
+
+try:
+    import pulp
+except ImportError:  # pragma: no cover
+    pulp = None
+
+_CBC = ("PULP_CBC_CMD", "COIN_CMD", "COIN")
+
+
+def _cbc_line_status(line: str) -> Status:
+    s = line.strip().lower()
+    if s.startswith("optimal"):
+        return Status.OPTIMAL
+    if s.startswith("infeasible") or s.startswith("integer infeasible"):
+        return Status.INFEASIBLE
+    if s.startswith("unbounded"):
+        return Status.UNBOUNDED
+    if s.startswith("stopped on time"):
+        return Status.TIME_LIMIT
+    if s.startswith("stopped on iterations"):
+        return Status.ITERATION_LIMIT
+    if s.startswith("stopped on difficulties"):
+        return Status.NUMERICAL_ERROR
+    if s.startswith("stopped on ctrl-c"):
+        return Status.INTERRUPTED
+    return Status.UNKNOWN
+
+
+class PulpBackend:
+    """Translate a Program into PuLP and solve it with ``solver`` (a PuLP solver name).
+
+    ``solver_options`` are passed to ``pulp.getSolver`` (e.g. ``threads=1``)."""
+
+    name = "pulp"
+
+    def __init__(self, program, solver: str = "PULP_CBC_CMD", msg: bool = False, **solver_options):
+        if pulp is None:
+            raise SolverError("pulp is not installed: pip install pulp")
+        if solver not in pulp.listSolvers():
+            raise SolverError(f"unknown PuLP solver {solver!r}; PuLP knows {pulp.listSolvers()}")
+        self.program = program
+        self.solver_name = solver
+        self.msg = bool(msg)
+        self.solver_options = dict(solver_options)
+        self._prob = None
+        self._vars: list = []
+        self._signature = None
+        self._infeasible_row: Optional[int] = None
+
+    # ------------------------------------------------------------------ availability
+    @staticmethod
+    def available(solver: str = "PULP_CBC_CMD") -> bool:
+        if pulp is None:
+            return False
+        try:
+            return solver in pulp.listSolvers(onlyAvailable=True)
+        except Exception:  # pragma: no cover - a broken solver install
+            return False
+
+    # ------------------------------------------------------------------ translation
+    def _program_signature(self):
+        p = self.program
+        return (p.n_vars, p.n_rows, p.n_entries, len(p.changes), p.sense, p.offset)
+
+    def build(self):
+        """Translate the program into a fresh ``pulp.LpProblem`` (also done by ``solve``)."""
+        p = self.program
+        sense = pulp.LpMaximize if p.sense == "max" else pulp.LpMinimize
+        prob = pulp.LpProblem((p.name or "cegarnn").replace(" ", "_"), sense)
+        lo, hi, integ = p.col_lo, p.col_hi, p.integrality
+        vs = [prob.add_variable(f"x{j}",
+                                None if lo[j] == -np.inf else float(lo[j]),
+                                None if hi[j] == np.inf else float(hi[j]),
+                                pulp.LpInteger if integ[j] else pulp.LpContinuous)
+              for j in range(p.n_vars)]
+        # Variables that appear in no row and not in the objective are left out of the PuLP model
+        # (PuLP's MPS writer would emit bounds for a column it never declared, which CBC rejects);
+        # ``_point`` gives them a value within their bounds.
+        obj = p.objective
+        nz = np.flatnonzero(obj)
+        prob.setObjective(pulp.LpAffineExpression(dict(zip([vs[j] for j in nz], obj[nz].tolist()))))
+
+        A = p.matrix()
+        A.sum_duplicates()
+        indptr, indices, data = A.indptr, A.indices.tolist(), A.data.tolist()
+        rlo, rhi = p.row_lo, p.row_hi
+        self._infeasible_row = None
+        EQ, LE, GE = pulp.LpConstraintEQ, pulp.LpConstraintLE, pulp.LpConstraintGE
+        for i in range(p.n_rows):
+            a, b = float(rlo[i]), float(rhi[i])
+            s, e = int(indptr[i]), int(indptr[i + 1])
+            if a == -np.inf and b == np.inf:
+                continue                                   # free (deactivated) row
+            if s == e:                                     # empty row: decide it here
+                if a > 0.0 or b < 0.0:
+                    self._infeasible_row = i
+                continue
+            terms = {vs[j]: val for j, val in zip(indices[s:e], data[s:e])}
+            if a == b:
+                prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), EQ, f"r{i}", a))
+                continue
+            if a != -np.inf:
+                prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), GE, f"r{i}_lo", a))
+            if b != np.inf:
+                prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), LE, f"r{i}_hi", b))
+        self._prob, self._vars = prob, vs
+        self._signature = self._program_signature()
+        return prob
+
+    # ------------------------------------------------------------------ solve
+    def solve(self, time_limit: Optional[float] = None, *, target: Optional[float] = None,
+              cutoff: Optional[float] = None, mip_gap: float = 1e-6,
+              verbose: bool = False) -> Solution:
+        """Solve; ``target`` and ``cutoff`` are accepted but ignored (see the module docstring)."""
+        t0 = time.perf_counter()
+        p = self.program
+        if self._prob is None or self._signature != self._program_signature():
+            self.build()
+        if self._infeasible_row is not None:
+            return Solution(Status.INFEASIBLE, time=time.perf_counter() - t0,
+                            message=f"row {self._infeasible_row} has no entries and excludes 0")
+        if p.n_vars == 0:
+            return Solution(Status.OPTIMAL, x=np.zeros(0), objective=p.offset, bound=p.offset,
+                            time=time.perf_counter() - t0, message="no variables")
+        is_mip = bool(p.integrality.any())
+        kwargs = dict(self.solver_options)
+        kwargs["msg"] = bool(verbose or self.msg)
+        if time_limit is not None:
+            kwargs["timeLimit"] = max(0.0, float(time_limit))
+        if is_mip:
+            kwargs.setdefault("gapRel", float(mip_gap))
+        try:
+            with warnings.catch_warnings():   # PuLP 3.x deprecation notices about PuLP 4.0
+                warnings.simplefilter("ignore", DeprecationWarning)
+                solver = pulp.getSolver(self.solver_name, **kwargs)
+        except Exception as exc:
+            raise SolverError(f"PuLP could not create solver {self.solver_name!r}: {exc}") from exc
+        if not solver.available():
+            raise SolverError(f"PuLP solver {self.solver_name!r} is not available")
+
+        raw = {}
+        if self.solver_name in _CBC:
+            original = solver.get_status
+
+            def get_status(filename):
+                with open(filename) as f:
+                    raw["line"] = f.readline().strip()
+                return original(filename)
+            solver.get_status = get_status
+
+        prob = self._prob
+        try:
+            prob.solve(solver)
+        except pulp.PulpSolverError as exc:
+            return Solution(Status.NUMERICAL_ERROR, time=time.perf_counter() - t0,
+                            message=f"{self.solver_name} failed: {exc}")
+        return self._result(prob, raw, is_mip, time_limit, mip_gap, t0)
+
+    # ------------------------------------------------------------------ results
+    def _point(self) -> Optional[np.ndarray]:
+        p = self.program
+        vals = [v.varValue for v in self._vars]
+        if any(val is None for val in vals):
+            # a variable the solver never saw: any value within its bounds will do
+            x = np.array([np.nan if val is None else val for val in vals], dtype=np.float64)
+            miss = np.isnan(x)
+            x[miss] = np.clip(0.0, p.col_lo[miss], p.col_hi[miss])
+            return x
+        return np.array(vals, dtype=np.float64)
+
+    def _result(self, prob, raw, is_mip, time_limit, mip_gap, t0) -> Solution:
+        p = self.program
+        x = objective = bound = None
+        node_count = 0
+        has_point = False
+        message = ""
+        if self.solver_name in _CBC:
+            line = raw.get("line", "")
+            status = _cbc_line_status(line) if line else Status.UNKNOWN
+            message = f"CBC: {line}" if line else "CBC: no solution file status"
+            # CBC writes "... - objective value v" only for a point that is feasible (for a MIP:
+            # integer feasible); without it (e.g. "no integer solution - continuous used") the
+            # values are the LP relaxation, which we must not return.
+            has_point = (status in (Status.OPTIMAL, Status.TIME_LIMIT, Status.ITERATION_LIMIT,
+                                    Status.INTERRUPTED, Status.UNKNOWN, Status.NUMERICAL_ERROR)
+                         and prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible))
+            if status is Status.OPTIMAL and not has_point:
+                status = Status.UNKNOWN
+        elif self.solver_name == "HiGHS" and prob.solverModel is not None:
+            from .highs import map_model_status, highspy
+            h = prob.solverModel
+            ms = h.getModelStatus()
+            status = map_model_status(ms)
+            info = h.getInfo()
+            message = "HiGHS: " + h.modelStatusToString(ms)
+            has_point = int(info.primal_solution_status) == int(highspy.kSolutionStatusFeasible)
+            if is_mip:
+                db = float(info.mip_dual_bound)
+                if np.isfinite(db) and status not in (Status.INFEASIBLE, Status.UNBOUNDED):
+                    # PuLP hands HiGHS min(-c x) for a maximisation and no objective constant
+                    bound = (-db if p.sense == "max" else db) + p.offset
+                node_count = max(0, int(info.mip_node_count))
+        else:
+            status, has_point, message = self._generic_status(prob, time_limit)
+        if not is_mip and status is not Status.OPTIMAL:
+            has_point = False    # an interrupted simplex may stop at an infeasible basis
+        if has_point:
+            x = self._point()
+            objective = float(p.objective @ x + p.offset)
+            if status is Status.OPTIMAL and bound is None:
+                if is_mip:
+                    slack = float(mip_gap) * max(abs(objective), 1.0)
+                    bound = objective + slack if p.sense == "max" else objective - slack
+                else:
+                    bound = objective
+        return Solution(status=status, x=x, objective=objective, bound=bound,
+                        time=time.perf_counter() - t0, message=message, node_count=node_count)
+
+    def _generic_status(self, prob, time_limit):
+        st, sol = prob.status, prob.sol_status
+        message = f"{self.solver_name}: {pulp.LpStatus.get(st, st)} / {pulp.LpSolution.get(sol, sol)}"
+        if st == pulp.LpStatusInfeasible:
+            return Status.INFEASIBLE, False, message
+        if st == pulp.LpStatusUnbounded:
+            return Status.UNBOUNDED, False, message
+        if st == pulp.LpStatusOptimal:
+            if sol == pulp.LpSolutionIntegerFeasible:
+                return (Status.TIME_LIMIT if time_limit is not None else Status.UNKNOWN), True, message
+            if sol == pulp.LpSolutionOptimal:
+                if time_limit is not None:
+                    return Status.UNKNOWN, True, message + " (time limit set; optimality not certain)"
+                return Status.OPTIMAL, True, message
+        return Status.UNKNOWN, False, message

@@ -1,0 +1,181 @@
+"""The ``cegarnn`` command: VNN-COMP style instances, benchmark runs and result comparison.
+
+    cegarnn vnnlib NETWORK.onnx PROPERTY.vnnlib [--timeout S] [--out RESULT] [--method M] [--seed N]
+    cegarnn bench INSTANCES.csv [--out results.csv] [--workers N] [--timeout-scale F] [--resume] [--limit N]
+    cegarnn compare results.csv OTHER_TOOL.csv ...
+
+Exit codes of ``vnnlib``: 0 sat/unsat, 1 timeout/unknown, 2 error. ``compare`` exits 1 when two
+tools disagree on a definitive answer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+EXIT_DEFINITIVE, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2
+
+
+def _parse_options(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"verifier option {item!r} must be KEY=VALUE")
+        k, v = item.split("=", 1)
+        k, v = k.strip(), v.strip()
+        if v in ("True", "False"):
+            out[k] = v == "True"
+            continue
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def _set_memory_limit(gb: float):
+    import resource
+    limit = int(gb * 1024 ** 3)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return msg or type(e).__name__
+
+
+def cmd_vnnlib(a) -> int:
+    t0 = time.perf_counter()
+    from .runner import InstanceResult, format_result, solve_instance, write_result
+
+    if a.memory_gb:
+        _set_memory_limit(a.memory_gb)
+
+    def finish(res: InstanceResult) -> int:
+        text = format_result(res.result, res.x, res.y, res.reason)
+        if a.out:
+            write_result(a.out, res.result, res.x, res.y, res.reason)
+        if a.stats:
+            Path(a.stats).write_text(json.dumps(res.to_json()))
+        sys.stdout.write(text)        # for non-sat results the reason is the comment line
+        sys.stdout.flush()
+        return {"sat": EXIT_DEFINITIVE, "unsat": EXIT_DEFINITIVE, "error": EXIT_ERROR}.get(res.result, EXIT_UNKNOWN)
+
+    from ..bounds.box import BoxError
+    from ..network import NetworkError
+    from ..specs.property import SpecError
+    try:
+        options = _parse_options(a.option)
+        if a.seed is not None:
+            options["seed"] = a.seed
+        from ..verify import METHODS, Options
+        unknown = set(options) - set(Options.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown verifier option(s): {', '.join(sorted(unknown))}")
+        if a.method not in METHODS:
+            raise ValueError(f"unknown method {a.method!r}; choose one of {', '.join(METHODS)}")
+        if not a.timeout > 0:
+            raise ValueError("--timeout must be > 0 seconds")
+        from .vnnlib import vnnlib_problems
+        problems = vnnlib_problems(a.network, a.property)
+    except (NetworkError, SpecError, BoxError, OSError, ValueError) as e:
+        return finish(InstanceResult("error", _one_line(e), prepare_seconds=time.perf_counter() - t0))
+    except MemoryError:
+        return finish(InstanceResult("error", "out of memory while loading the instance",
+                                     prepare_seconds=time.perf_counter() - t0))
+    except Exception as e:  # noqa: BLE001 - an instance must end in a result file
+        traceback.print_exc()
+        return finish(InstanceResult("error", f"{type(e).__name__}: {_one_line(e)}",
+                                     prepare_seconds=time.perf_counter() - t0))
+    prep = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    try:
+        res = solve_instance(problems, a.timeout, a.method, **options)
+    except MemoryError:
+        res = InstanceResult("error", "out of memory" + (f" (limit {a.memory_gb:g} GB)" if a.memory_gb else ""))
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        res = InstanceResult("error", f"verifier failed: {type(e).__name__}: {_one_line(e)}")
+    res.prepare_seconds = prep
+    res.run_seconds = time.perf_counter() - t1
+    return finish(res)
+
+
+def cmd_bench(a) -> int:
+    from .runner import BenchConfig, run_benchmark
+    cfg = BenchConfig(out=Path(a.out), workers=a.workers, timeout_scale=a.timeout_scale, method=a.method,
+                      resume=a.resume, limit=a.limit, memory_gb=a.memory_gb, grace=a.grace, seed=a.seed,
+                      benchmark=a.benchmark, options=dict(o.split("=", 1) for o in (a.option or []) if "=" in o))
+    try:
+        run_benchmark(a.instances, cfg, echo=lambda s: print(s, flush=True))
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_compare(a) -> int:
+    from .compare import report
+    try:
+        n = report(a.results, union=a.union)
+    except (OSError, ValueError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    return 1 if n else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cegarnn", description="cegarnn: VNN-COMP style verification commands")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("vnnlib", help="verify one ONNX network against one VNN-LIB property")
+    v.add_argument("network", help=".onnx or .onnx.gz")
+    v.add_argument("property", help=".vnnlib or .vnnlib.gz")
+    v.add_argument("--timeout", type=float, default=60.0, help="seconds for all input boxes together (default 60)")
+    v.add_argument("--out", help="write the VNN-COMP result file here")
+    v.add_argument("--stats", help=argparse.SUPPRESS)        # JSON for the benchmark runner
+    v.add_argument("--method", default="cegar", help="cegar (default), lp, milp-fixed, crown, bab-crown")
+    v.add_argument("--seed", type=int, default=None)
+    v.add_argument("--memory-gb", type=float, default=None, help="address-space limit for this process")
+    v.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="verifier option (fields of cegarnn.verify.Options), e.g. -o bounds=interval")
+    v.set_defaults(func=cmd_vnnlib)
+
+    b = sub.add_parser("bench", help="run a benchmark (network,property,timeout CSV), one subprocess per instance")
+    b.add_argument("instances", help="CSV with rows network,property,timeout (paths relative to it)")
+    b.add_argument("--out", default="results.csv", help="results CSV, appended row by row (default results.csv)")
+    b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance's timeout")
+    b.add_argument("--method", default="cegar")
+    b.add_argument("--resume", action="store_true", help="skip instances already in --out")
+    b.add_argument("--limit", type=int, default=None, help="only the first N instances")
+    b.add_argument("--memory-gb", type=float, default=8.0, help="address-space limit per instance (default 8)")
+    b.add_argument("--grace", type=float, default=30.0,
+                   help="seconds beyond timeout*scale before an instance is killed (default 30)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--benchmark", default=None, help="benchmark column (default: the CSV's folder name)")
+    b.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="verifier option, passed on")
+    b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("compare", help="compare results CSVs of several tools")
+    c.add_argument("results", nargs="+", help="results CSVs; the first one is the reference")
+    c.add_argument("--union", action="store_true", help="count over the instances of all files")
+    c.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,550 @@
+"""VNN-LIB front end: parse a property into input boxes with unsafe output regions, build Problems.
+
+Supported: the subset used by VNN-COMP.
+
+- ``(declare-const X_i Real)`` / ``(declare-const Y_i Real)`` (inputs / outputs, indices 0..n-1);
+- ``(assert F)`` where ``F`` is built from ``and``, ``or`` and comparisons ``<=``, ``>=``, ``<``,
+  ``>`` (strict comparisons are read as non-strict: the unsafe set grows by its boundary only),
+  ``=``, chained comparisons ``(<= a b c)``, ``true``/``false``;
+- linear terms: numbers in any float notation (``-1``, ``.5``, ``1.2e-3``), variables,
+  ``(+ ...)``, ``(- a)``, ``(- a b ...)``, ``(* c ... t)`` with at most one non-constant factor,
+  ``(/ t c)`` with a constant divisor;
+- ``set-logic``, ``set-info``, ``set-option``, ``check-sat``, ``get-model``, ``exit`` are ignored;
+  comments start with ``;``; a file ending in ``.gz`` (or starting with the gzip magic) is unzipped.
+
+Semantics: the asserts are a conjunction; the formula is put in disjunctive normal form. Every
+conjunct holds bounds on single inputs (``a·X_i <= c``) and linear constraints on outputs only.
+Conjuncts with the same input box are merged into one :class:`~cegarnn.specs.property.UnsafeRegion`
+(their output parts become its disjuncts), so the result is one case per input box: VNN-COMP's
+input disjunctions ``(assert (or (and X-bounds... Y-constraints...) ...))`` give several cases. A
+conjunct with no output constraint makes the whole box unsafe (row ``0·y <= 0``).
+
+Not supported (a :class:`VnnlibError` naming the line): constraints over several inputs, constraints
+mixing inputs and outputs, non-linear terms, other commands, undeclared variables, inputs without
+both bounds, empty input regions.
+"""
+from __future__ import annotations
+
+import bisect
+import gzip
+import math
+import re
+import zlib
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..specs.property import SpecError, UnsafeRegion
+
+__all__ = ["VnnlibError", "VnnlibCase", "parse_vnnlib", "parse_vnnlib_text", "read_vnnlib_text",
+           "vnnlib_problems", "onnx_reference"]
+
+MAX_CONJUNCTS = 200_000
+
+
+class VnnlibError(SpecError):
+    """A VNN-LIB file cannot be read or uses syntax/semantics outside the supported subset."""
+
+
+class VnnlibCase(NamedTuple):
+    """One input box ``lower <= x <= upper`` and the unsafe outputs for inputs in it."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    unsafe: UnsafeRegion
+
+
+# ===================================================================== reading
+def read_vnnlib_text(path) -> str:
+    """The text of a ``.vnnlib`` or ``.vnnlib.gz`` file (clear errors for missing/corrupt files)."""
+    p = Path(path)
+    if not p.exists():
+        raise VnnlibError(f"property file not found: {p}")
+    if p.is_dir():
+        raise VnnlibError(f"expected a VNN-LIB file, got a directory: {p}")
+    data = p.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:
+            raise VnnlibError(f"{p}: truncated or corrupt gzip file ({e})") from None
+    elif p.suffix == ".gz":
+        raise VnnlibError(f"{p}: named .gz but it is not a gzip file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VnnlibError(f"{p}: not a text file ({e})") from None
+
+
+# ===================================================================== s-expressions
+_TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
+_VAR = re.compile(r"([XY])_(\d+)\Z")
+_IGNORED = {"set-logic", "set-info", "set-option", "check-sat", "get-model", "exit"}
+_CMP = {"<=", ">=", "<", ">", "="}
+
+
+class _List(list):
+    """A parenthesised expression, remembering where it starts (for error messages)."""
+
+    __slots__ = ("pos",)
+
+
+class _Src:
+    """The text being parsed and a fast offset -> line number map."""
+
+    def __init__(self, text: str, name: str):
+        self.text = text
+        self.name = name
+        self._starts = None
+
+    def line(self, pos: int) -> int:
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
+        return bisect.bisect_right(self._starts, pos)
+
+    def err(self, pos: int, msg: str) -> VnnlibError:
+        return VnnlibError(f"{self.name}:{self.line(pos)}: {msg}")
+
+
+def _read_sexprs(src: _Src) -> _List:
+    top = _List()
+    top.pos = 0
+    cur, stack = top, []
+    for m in _TOKEN.finditer(src.text):
+        t = m.group()
+        c = t[0]
+        if c == "(":
+            new = _List()
+            new.pos = m.start()
+            cur.append(new)
+            stack.append(cur)
+            cur = new
+        elif c == ")":
+            if not stack:
+                raise src.err(m.start(), "unbalanced ')'")
+            cur = stack.pop()
+        elif c == ";":
+            continue
+        else:
+            if not stack:
+                raise src.err(m.start(), f"unexpected {t!r} outside parentheses")
+            cur.append(t)
+    if stack:
+        raise src.err(cur.pos, "'(' is never closed (truncated file?)")
+    return top
+
+
+# ===================================================================== the parser
+class _Parser:
+    def __init__(self, src: _Src):
+        self.src = src
+        self.vars: dict[str, tuple[int, int]] = {}      # name -> (0 for X / 1 for Y, index)
+        self.n = [0, 0]
+        self.atoms: list = []                           # (xcoefs, ycoefs, rhs, pos): sum <= rhs
+
+    # ------------------------------------------------------------ terms
+    def number(self, t: str, pos: int) -> Optional[float]:
+        try:
+            v = float(t)
+        except ValueError:
+            return None
+        if not math.isfinite(v):
+            raise self.src.err(pos, f"non-finite number {t!r}")
+        return v
+
+    def linear(self, e, pos: int) -> tuple[dict, float]:
+        """``e`` as (coefficients {var key: coef}, constant)."""
+        if isinstance(e, str):
+            v = self.vars.get(e)
+            if v is not None:
+                return {v: 1.0}, 0.0
+            num = self.number(e, pos)
+            if num is not None:
+                return {}, num
+            if _VAR.match(e):
+                raise self.src.err(pos, f"undeclared variable {e}")
+            raise self.src.err(pos, f"unknown symbol {e!r} in a term")
+        pos = e.pos
+        if not e or not isinstance(e[0], str):
+            raise self.src.err(pos, "malformed term")
+        op, args = e[0], e[1:]
+        if op == "+":
+            coefs, const = {}, 0.0
+            for a in args:
+                c, k = self.linear(a, pos)
+                for key, val in c.items():
+                    coefs[key] = coefs.get(key, 0.0) + val
+                const += k
+            return coefs, const
+        if op == "-":
+            if not args:
+                raise self.src.err(pos, "'-' needs at least one argument")
+            coefs, const = self.linear(args[0], pos)
+            if len(args) == 1:
+                return {key: -val for key, val in coefs.items()}, -const
+            coefs = dict(coefs)
+            for a in args[1:]:
+                c, k = self.linear(a, pos)
+                for key, val in c.items():
+                    coefs[key] = coefs.get(key, 0.0) - val
+                const -= k
+            return coefs, const
+        if op == "*":
+            factor, term = 1.0, None
+            for a in args:
+                c, k = self.linear(a, pos)
+                if c:
+                    if term is not None:
+                        raise self.src.err(pos, "non-linear product of variables is not supported")
+                    term = (c, k)
+                else:
+                    factor *= k
+            if term is None:
+                return {}, factor
+            c, k = term
+            return {key: factor * val for key, val in c.items()}, factor * k
+        if op == "/":
+            if len(args) < 2:
+                raise self.src.err(pos, "'/' needs at least two arguments")
+            coefs, const = self.linear(args[0], pos)
+            for a in args[1:]:
+                c, k = self.linear(a, pos)
+                if c:
+                    raise self.src.err(pos, "division by a variable is not supported")
+                if k == 0:
+                    raise self.src.err(pos, "division by zero")
+                coefs = {key: val / k for key, val in coefs.items()}
+                const /= k
+            return coefs, const
+        raise self.src.err(pos, f"unsupported operator {op!r} in a term")
+
+    # ------------------------------------------------------------ formulas -> DNF over atom ids
+    def atom(self, lhs, rhs, pos: int) -> int:
+        """Add the atom ``lhs <= rhs``; return its id."""
+        c1, k1 = lhs
+        c2, k2 = rhs
+        coefs = dict(c1)
+        for key, val in c2.items():
+            coefs[key] = coefs.get(key, 0.0) - val
+        xc, yc = {}, {}
+        for (kind, i), val in coefs.items():
+            if val != 0.0:
+                (yc if kind else xc)[i] = val
+        self.atoms.append((xc, yc, k2 - k1, pos))
+        return len(self.atoms) - 1
+
+    def dnf(self, e, pos: int) -> list:
+        if isinstance(e, str):
+            if e == "true":
+                return [[]]
+            if e == "false":
+                return []
+            raise self.src.err(pos, f"expected a formula, got {e!r}")
+        pos = e.pos
+        if not e or not isinstance(e[0], str):
+            raise self.src.err(pos, "malformed formula")
+        op, args = e[0], e[1:]
+        if op in _CMP:
+            if len(args) < 2:
+                raise self.src.err(pos, f"{op!r} needs at least two arguments")
+            terms = [self.linear(a, pos) for a in args]
+            ids = []
+            for a, b in zip(terms, terms[1:]):
+                if op in ("<=", "<"):
+                    ids.append(self.atom(a, b, pos))
+                elif op in (">=", ">"):
+                    ids.append(self.atom(b, a, pos))
+                else:
+                    ids.append(self.atom(a, b, pos))
+                    ids.append(self.atom(b, a, pos))
+            return [ids]
+        if op == "and":
+            out = [[]]
+            for a in args:
+                d = self.dnf(a, pos)
+                if len(d) == 1:
+                    for conj in out:
+                        conj.extend(d[0])
+                    continue
+                if len(out) * len(d) > MAX_CONJUNCTS:
+                    raise self.src.err(pos, f"formula too large: more than {MAX_CONJUNCTS} cases in normal form")
+                out = [c1 + c2 for c1 in out for c2 in d]
+            return out
+        if op == "or":
+            out = []
+            for a in args:
+                out.extend(self.dnf(a, pos))
+            return out
+        if op == "not":
+            raise self.src.err(pos, "'not' is not supported (write the negated comparison)")
+        raise self.src.err(pos, f"unsupported operator {op!r} in a formula")
+
+    # ------------------------------------------------------------ commands
+    def declare(self, e):
+        pos = e.pos
+        if len(e) != 3 or not isinstance(e[1], str) or not isinstance(e[2], str):
+            raise self.src.err(pos, "malformed declare-const (expected (declare-const X_i Real))")
+        name, sort = e[1], e[2]
+        m = _VAR.match(name)
+        if m is None:
+            raise self.src.err(pos, f"unsupported variable name {name!r} (expected X_<i> or Y_<i>)")
+        if sort != "Real":
+            raise self.src.err(pos, f"unsupported sort {sort!r} for {name} (expected Real)")
+        if name in self.vars:
+            raise self.src.err(pos, f"{name} declared twice")
+        kind = 0 if m.group(1) == "X" else 1
+        self.vars[name] = (kind, int(m.group(2)))
+        self.n[kind] = max(self.n[kind], int(m.group(2)) + 1)
+
+    def run(self) -> list[VnnlibCase]:
+        src = self.src
+        common: list[int] = []
+        multi: list[list] = []
+        any_assert = False
+        for form in _read_sexprs(src):
+            if isinstance(form, str) or not form or not isinstance(form[0], str):
+                raise src.err(getattr(form, "pos", 0), "malformed command")
+            head = form[0]
+            if head == "declare-const":
+                self.declare(form)
+            elif head == "assert":
+                if len(form) != 2:
+                    raise src.err(form.pos, "assert takes exactly one formula")
+                any_assert = True
+                d = self.dnf(form[1], form.pos)
+                if len(d) == 1:
+                    common.extend(d[0])
+                else:
+                    multi.append(d)
+            elif head in _IGNORED:
+                continue
+            else:
+                raise src.err(form.pos, f"unsupported command {head!r}")
+        nx, ny = self.n
+        for kind, letter in ((0, "X"), (1, "Y")):
+            declared = {i for (k, i) in self.vars.values() if k == kind}
+            if len(declared) != self.n[kind]:
+                missing = min(set(range(self.n[kind])) - declared)
+                raise VnnlibError(f"{src.name}: {letter}_{missing} is not declared but {letter}_{self.n[kind] - 1} is "
+                                  f"(indices must be 0..n-1)")
+        if nx == 0:
+            raise VnnlibError(f"{src.name}: no input variables (X_i) declared")
+        if ny == 0:
+            raise VnnlibError(f"{src.name}: no output variables (Y_i) declared")
+        if not any_assert:
+            raise VnnlibError(f"{src.name}: no assert: the property says nothing")
+
+        conjuncts = [[]]
+        for d in multi:
+            if len(conjuncts) * len(d) > MAX_CONJUNCTS:
+                raise VnnlibError(f"{src.name}: formula too large: more than {MAX_CONJUNCTS} cases in normal form")
+            conjuncts = [c1 + c2 for c1 in conjuncts for c2 in d]
+
+        base = self._box(common, np.full(nx, -np.inf), np.full(nx, np.inf),
+                         np.full(nx, -1, dtype=np.int64), np.full(nx, -1, dtype=np.int64), [])
+        if base is None:          # the common constraints are contradictory constants: nothing is unsafe
+            return []
+        cases: dict = {}
+        order = []
+        for conj in conjuncts:
+            lo, hi, lo_pos, hi_pos, rows = base
+            res = self._box(conj, lo.copy(), hi.copy(), lo_pos.copy(), hi_pos.copy(), list(rows))
+            if res is None:
+                continue
+            lo, hi, lo_pos, hi_pos, rows = res
+            self._check_box(lo, hi, lo_pos, hi_pos)
+            key = (lo.tobytes(), hi.tobytes())
+            if key not in cases:
+                cases[key] = (lo, hi, [])
+                order.append(key)
+            if rows:
+                C = np.zeros((len(rows), ny))
+                for r, (yc, _) in enumerate(rows):
+                    for i, v in yc.items():
+                        C[r, i] = v
+                d = np.array([rhs for _, rhs in rows])
+            else:
+                C, d = np.zeros((1, ny)), np.zeros(1)      # no output constraint: the whole box is unsafe
+            cases[key][2].append((C, d))
+        out = []
+        for key in order:
+            lo, hi, disj = cases[key]
+            out.append(VnnlibCase(lo, hi, UnsafeRegion(tuple(disj), ny)))
+        return out
+
+    def _box(self, atom_ids, lo, hi, lo_pos, hi_pos, rows):
+        """Apply atoms to a box / output rows; None if a constant atom is false."""
+        atoms = self.atoms
+        for a in atom_ids:
+            xc, yc, rhs, pos = atoms[a]
+            if xc and yc:
+                raise self.src.err(pos, "constraints mixing inputs (X) and outputs (Y) are not supported")
+            if yc:
+                rows.append((yc, rhs))
+            elif xc:
+                if len(xc) != 1:
+                    raise self.src.err(pos, "linear constraints over several inputs are not supported "
+                                            "(only bounds on single X_i)")
+                (i, c), = xc.items()
+                v = rhs / c + 0.0         # no -0.0
+                if c > 0:
+                    if v < hi[i]:
+                        hi[i] = v
+                        hi_pos[i] = pos
+                elif v > lo[i]:
+                    lo[i] = v
+                    lo_pos[i] = pos
+            elif rhs < 0:       # constant atom 0 <= rhs is false
+                return None
+        return lo, hi, lo_pos, hi_pos, rows
+
+    def _check_box(self, lo, hi, lo_pos, hi_pos):
+        src = self.src
+        bad = np.flatnonzero(~np.isfinite(lo))
+        if bad.size:
+            raise VnnlibError(f"{src.name}: input X_{bad[0]} has no lower bound (only bounded input boxes are supported)")
+        bad = np.flatnonzero(~np.isfinite(hi))
+        if bad.size:
+            raise VnnlibError(f"{src.name}: input X_{bad[0]} has no upper bound (only bounded input boxes are supported)")
+        bad = np.flatnonzero(lo > hi)
+        if bad.size:
+            i = int(bad[0])
+            raise VnnlibError(f"{src.name}: empty input region: X_{i} >= {lo[i]!r} (line {src.line(int(lo_pos[i]))}) "
+                              f"but X_{i} <= {hi[i]!r} (line {src.line(int(hi_pos[i]))})")
+
+
+def parse_vnnlib_text(text: str, name: str = "<vnnlib>") -> list[VnnlibCase]:
+    """Parse VNN-LIB text into cases (one per input box); see the module docstring."""
+    return _Parser(_Src(text, name)).run()
+
+
+def parse_vnnlib(path) -> list[VnnlibCase]:
+    """Parse a ``.vnnlib`` / ``.vnnlib.gz`` file into cases (one per input box)."""
+    return parse_vnnlib_text(read_vnnlib_text(path), name=str(path))
+
+
+def vnnlib_sizes(cases: list[VnnlibCase]) -> tuple[int, int]:
+    return (cases[0].lower.shape[0], cases[0].unsafe.n_outputs) if cases else (0, 0)
+
+
+# ===================================================================== problems
+def onnx_reference(path, parts=None):
+    """A float64 callable ``x_batch -> outputs`` running the ONNX file with onnxruntime.
+
+    Feeds the input in the model's own float type; ``parts`` (from ``load_onnx(...,
+    return_input_parts=True)``) splits the flat input between several graph inputs.
+    """
+    import onnxruntime as ort
+    p = Path(path)
+    data = p.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    inputs = sess.get_inputs()
+    feeds_spec = []
+    for k, inp in enumerate(inputs):
+        dtype = {"tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type, np.float32)
+        if parts is not None and k < len(parts):
+            start, stop = parts[k].start, parts[k].stop
+        else:
+            start, stop = (0, None) if k == 0 else (None, None)
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+        feeds_spec.append((inp.name, dtype, shape, start, stop))
+
+    def run(a):
+        a = np.asarray(a, dtype=np.float64)
+        a = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
+        outs = []
+        for row in a:
+            feeds = {}
+            for name, dtype, shape, start, stop in feeds_spec:
+                if start is None:
+                    raise VnnlibError(f"{p}: cannot feed graph input {name!r}")
+                feeds[name] = row[start:stop].astype(dtype).reshape(shape)
+            outs.append(np.asarray(sess.run(None, feeds)[0], dtype=np.float64).reshape(-1))
+        return np.stack(outs)
+    return run
+
+
+def vnnlib_problems(onnx_path, vnnlib_path, *, fold_fixed: bool = True, reference: bool = True,
+                    network=None) -> list:
+    """One :class:`~cegarnn.specs.problem.Problem` per input box of the property.
+
+    Inputs pinned by the property (``lower == upper``) are folded into the first layer with
+    :meth:`Network.fix_inputs` (when ``fold_fixed`` and at least one input stays free); then the
+    problem's inputs are the free ones only and ``problem.full_input`` maps them back.
+    ``reference`` (default on) attaches onnxruntime as the original model, evaluated on the full
+    input, so every counterexample is confirmed on it. Errors: :class:`VnnlibError` (property,
+    size mismatches) and :class:`~cegarnn.network.NetworkError` (model).
+    """
+    from ..network import Network, NetworkError, load_onnx
+    from ..specs.problem import Problem
+
+    onnx_path, vnnlib_path = Path(onnx_path), Path(vnnlib_path)
+    parts = None
+    if network is None:
+        network, parts = load_onnx(onnx_path, return_input_parts=True)
+    cases = parse_vnnlib(vnnlib_path)
+    if not cases:
+        return []
+    nx, ny = vnnlib_sizes(cases)
+    if nx != network.n_inputs:
+        raise VnnlibError(f"{vnnlib_path.name} declares {nx} inputs (X_0..X_{nx - 1}) but network "
+                          f"{onnx_path.name} has {network.n_inputs} inputs")
+    if ny != network.n_outputs:
+        raise VnnlibError(f"{vnnlib_path.name} declares {ny} outputs (Y_0..Y_{ny - 1}) but network "
+                          f"{onnx_path.name} has {network.n_outputs} outputs")
+    ref_full = onnx_reference(onnx_path, parts) if reference else None
+    stem = onnx_path.name
+    for suf in (".gz", ".onnx"):
+        stem = stem[:-len(suf)] if stem.endswith(suf) else stem
+    pstem = vnnlib_path.name
+    for suf in (".gz", ".vnnlib"):
+        pstem = pstem[:-len(suf)] if pstem.endswith(suf) else pstem
+
+    problems = []
+    for k, (lo, hi, unsafe) in enumerate(cases):
+        name = f"{stem}/{pstem}" + (f"#{k}" if len(cases) > 1 else "")
+        meta = {"network": str(onnx_path), "property": str(vnnlib_path), "case": k, "n_cases": len(cases)}
+        fixed = lo == hi
+        n_fixed = int(fixed.sum())
+        net: Network = network
+        full_input = None
+        if fold_fixed and 0 < n_fixed < nx:
+            try:
+                net = network.fix_inputs(fixed, lo[fixed])
+            except NetworkError:
+                net = network           # e.g. first layer not affine: keep the zero-width box
+            else:
+                full_input = _embedder(fixed, lo)
+                lo, hi = lo[~fixed], hi[~fixed]
+                meta["fixed_inputs"] = n_fixed
+        ref = None
+        if ref_full is not None:
+            ref = ref_full if full_input is None else _composed(ref_full, full_input)
+        problems.append(Problem(net, lo, hi, unsafe, reference=ref, full_input=full_input, name=name, meta=meta))
+    return problems
+
+
+def _embedder(fixed: np.ndarray, values: np.ndarray):
+    fixed = fixed.copy()
+    base = np.where(fixed, values, 0.0)
+    free_idx = np.flatnonzero(~fixed)
+
+    def full_input(z):
+        z2 = np.asarray(z, dtype=np.float64).reshape(-1, free_idx.shape[0])
+        out = np.repeat(base[None, :], z2.shape[0], axis=0)
+        out[:, free_idx] = z2
+        return out
+    return full_input
+
+
+def _composed(ref, full_input):
+    def run(z):
+        return ref(full_input(z))
+    return run

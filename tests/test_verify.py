@@ -1,0 +1,197 @@
+"""The verifier against ground truth, its progress guarantee, baselines, and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cegarnn import verify
+from cegarnn.network import from_torch
+from cegarnn.specs.problem import Problem, classification_problem, generative_problem
+from cegarnn.specs.property import SpecError, UnsafeRegion, classification_unsafe
+from cegarnn.bounds.box import BoxError
+from cegarnn.verify.cegar import Options, run
+
+N_X, N_Z = 4, 2
+
+
+def tiny_models(seed: int):
+    """A generator [x(4), z(2)] -> 10 ReLU -> 6 sigmoid and a 6 -> 8 ReLU -> 3 classifier (float64)."""
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(N_X + N_Z, 10), nn.ReLU(), nn.Linear(10, 6), nn.Sigmoid()).double()
+    with torch.no_grad():
+        G[0].weight[:, N_X:] *= 3.0       # make the latent matter
+    C = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        C[0].weight *= 4.0
+    return G.eval(), C.eval()
+
+
+def grid_truth(G, C, x, label, lo, hi, n=161):
+    """Min classification margin over a dense latent grid (and the arg-min)."""
+    g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
+    z = np.stack([g1.ravel(), g2.ravel()], 1)
+    inp = np.concatenate([np.tile(x, (len(z), 1)), z], 1)
+    with torch.no_grad():
+        out = C(G(torch.as_tensor(inp))).numpy()
+    others = np.delete(out, label, axis=1)
+    m = out[:, label] - others.max(1)
+    return float(m.min()), z[int(np.argmin(m))]
+
+
+def make_case(seed, radius):
+    G, C = tiny_models(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random(N_X)
+    with torch.no_grad():
+        label = int(C(G(torch.as_tensor(np.concatenate([x, np.zeros(N_Z)])[None]))).argmax())
+    lo, hi = -radius * np.ones(N_Z), radius * np.ones(N_Z)
+    prob = generative_problem(G, C, x, label, latent_lower=lo, latent_upper=hi, name=f"s{seed}r{radius}")
+    return prob, G, C, x, label, lo, hi
+
+
+CASES = [(s, r) for s in range(8) for r in (1.5, 4.0)]
+
+
+@pytest.mark.parametrize("seed,radius", CASES)
+def test_cegar_agrees_with_grid_ground_truth(seed, radius):
+    prob, G, C, x, label, lo, hi = make_case(seed, radius)
+    gmin, _ = grid_truth(G, C, x, label, lo, hi)
+    res = verify(prob, method="cegar", time_limit=30, debug=True)
+    if gmin < 0:
+        assert res.status != "verified", f"grid found a violation (margin {gmin}) but the verifier said verified"
+    if gmin > 1e-3:
+        assert res.status != "falsified"
+    if res.status == "falsified":
+        cex = res.counterexample
+        z = np.asarray(cex.free_input)
+        assert np.all(z >= lo - 1e-12) and np.all(z <= hi + 1e-12)
+        with torch.no_grad():
+            out = C(G(torch.as_tensor(np.concatenate([x, z])[None]))).numpy()[0]
+        assert out[label] <= np.delete(out, label).max(), "counterexample does not violate on the torch model"
+    # on these tiny cases the full method must decide
+    assert res.decided, res.reason
+
+
+def test_cegar_decides_both_verdicts_across_cases():
+    statuses = set()
+    for seed, radius in CASES[:8]:
+        prob, *_ = make_case(seed, radius)
+        statuses.add(verify(prob, method="cegar", time_limit=30).status)
+    assert {"verified", "falsified"} <= statuses
+
+
+def _hard_safe_case():
+    """A safe instance that plain CROWN on the whole box cannot prove (found by search)."""
+    for seed in range(40):
+        prob, G, C, x, label, lo, hi = make_case(seed, 1.5)
+        gmin, _ = grid_truth(G, C, x, label, lo, hi, n=81)
+        if gmin > 0.05:
+            r = verify(prob, method="crown", time_limit=10, attack=False)
+            if r.status == "unknown":
+                return prob
+    pytest.skip("no safe case that CROWN alone cannot prove among the seeds tried")
+
+
+def test_baselines_each_decide_something_and_fail_something():
+    prob = _hard_safe_case()
+    crown = verify(prob, method="crown", time_limit=10)
+    assert crown.status == "unknown"
+    bab = verify(prob, method="bab-crown", time_limit=30)
+    assert bab.status == "verified"
+    cegar = verify(prob, method="cegar", time_limit=30)
+    assert cegar.status == "verified"
+    # a small box CROWN proves directly
+    small = Problem(prob.network, prob.lower * 0.01, prob.upper * 0.01, prob.unsafe)
+    for m in ("crown", "lp", "milp-fixed", "bab-crown"):
+        assert verify(small, method=m, time_limit=10).status == "verified", m
+
+
+def test_lp_baseline_unknown_when_spurious_and_no_refinement():
+    prob = _hard_safe_case()
+    res = verify(prob, method="lp", time_limit=10, attack=False)
+    assert res.status in ("unknown", "verified")
+    if res.status == "unknown":
+        assert "spurious" in res.reason or "time" in res.reason
+
+
+def test_falsified_without_attack_comes_from_solver_and_is_confirmed():
+    for seed, radius in CASES:
+        prob, G, C, x, label, lo, hi = make_case(seed, radius)
+        gmin, _ = grid_truth(G, C, x, label, lo, hi, n=41)
+        if gmin < -0.05:
+            res = verify(prob, method="cegar", time_limit=30, attack=False)
+            assert res.status == "falsified"
+            assert res.counterexample.found_by in ("solver", "box-centre")
+            assert res.counterexample.confirmed_reference is True
+            return
+    pytest.skip("no falsifiable case among the seeds")
+
+
+def test_segment_policy_progress_guarantee_and_refinement_happens():
+    """Segment refinement only (no input splitting): the debug assertion checks that a refined
+    point never returns; the trajectory records refinement rounds."""
+    prob = _hard_safe_case()
+    res = verify(prob, method="cegar", time_limit=20, attack=False, policy="segments", debug=True, top_k=5)
+    assert res.status in ("verified", "unknown")
+    if res.stats.solver_calls > 1:
+        assert res.stats.breakpoints_added > 0
+        assert any(e.get("move") == "segments" for e in res.stats.trajectory)
+
+
+def test_result_is_json_serialisable():
+    import json
+    prob, *_ = make_case(0, 1.5)
+    res = verify(prob, method="cegar", time_limit=20)
+    d = json.loads(res.to_json())
+    assert d["status"] == res.status and "stats" in d and "wall_time" in d["stats"]
+
+
+def test_time_limit_gives_unknown_with_reason():
+    prob = _hard_safe_case()
+    res = verify(prob, method="bab-crown", time_limit=1e-4, attack=False)
+    assert res.status == "unknown" and "time" in res.reason
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_latent_box_size():
+    G, C = tiny_models(0)
+    with pytest.raises(SpecError, match="latent"):
+        generative_problem(G, C, np.zeros(N_X), 0, latent_lower=np.zeros(3), latent_upper=np.ones(3))
+
+
+def test_generator_classifier_mismatch():
+    G, _ = tiny_models(0)
+    C = nn.Sequential(nn.Linear(5, 3)).double()
+    with pytest.raises(SpecError, match="classifier expects 5"):
+        generative_problem(G, C, np.zeros(N_X), 0, latent_lower=-np.ones(2), latent_upper=np.ones(2))
+
+
+def test_inverted_box():
+    G, C = tiny_models(0)
+    with pytest.raises(BoxError, match="empty box"):
+        generative_problem(G, C, np.zeros(N_X), 0, latent_lower=np.ones(2), latent_upper=-np.ones(2))
+
+
+def test_bad_label_and_method():
+    G, C = tiny_models(0)
+    with pytest.raises(SpecError, match="label"):
+        generative_problem(G, C, np.zeros(N_X), 7, latent_lower=-np.ones(2), latent_upper=np.ones(2))
+    prob, *_ = make_case(0, 0.3)
+    with pytest.raises(ValueError, match="unknown method"):
+        verify(prob, method="magic")
+    with pytest.raises(TypeError, match="unknown verifier option"):
+        verify(prob, method="cegar", colour="red")
+
+
+def test_classification_problem_and_unsafe_region_semantics():
+    u = classification_unsafe(3, 1)
+    assert u.margin(np.array([0.0, 1.0, 0.5])) == pytest.approx(0.5)
+    assert u.violated_disjunct(np.array([0.0, 1.0, 1.0])) is not None
+    assert u.violated_disjunct(np.array([0.0, 1.0, 0.9])) is None
+    with pytest.raises(SpecError):
+        UnsafeRegion(((np.ones((1, 2)), np.zeros(1)),), 3)
+    net = from_torch(nn.Sequential(nn.Linear(2, 3)).double(), (2,))
+    with pytest.raises(SpecError, match="image has 3"):
+        classification_problem(net, np.zeros(3), 0, 0.1)
