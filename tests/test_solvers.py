@@ -11,7 +11,7 @@ from cegarnn.encoding.program import Program
 from cegarnn.solvers import (HighsBackend, PulpBackend, SolverError, Status, available_backends,
                              make_backend, unavailable_reason)
 from cegarnn.solvers.highs import map_model_status
-from cegarnn.solvers.pulp_backend import _cbc_line_status
+from cegarnn.solvers.pulp_backend import _cbc_line_status, cbc_verdict
 
 INF = np.inf
 BACKENDS = ["highs", "pulp", "pulp:HiGHS"]
@@ -351,6 +351,19 @@ def test_highs_status_mapping_is_exact():
 ])
 def test_cbc_status_lines(line, status):
     assert _cbc_line_status(line) is status
+
+
+def test_cbc_verdict_after_time_limit_is_not_trusted():
+    line = "Integer infeasible - objective value -577.9"
+    assert cbc_verdict(line, False, None, 500.0)[0] is Status.INFEASIBLE
+    assert cbc_verdict(line, False, 600.0, 5.0)[0] is Status.INFEASIBLE
+    status, has_point, msg = cbc_verdict(line, False, 120.0, 179.4)
+    assert status is Status.TIME_LIMIT and not has_point and "not trusted" in msg
+    # a continuous fallback point is never returned; an incumbent after a time limit is
+    assert cbc_verdict("Stopped on time (no integer solution - continuous used) - objective value 0",
+                       False, 1.0, 1.0)[:2] == (Status.TIME_LIMIT, False)
+    assert cbc_verdict("Stopped on time - objective value 3", True, 1.0, 1.0)[:2] == (Status.TIME_LIMIT, True)
+    assert cbc_verdict("", False, None, 0.0)[0] is Status.UNKNOWN
 
 
 # ---------------------------------------------------------------------------- factory

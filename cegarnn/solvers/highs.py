@@ -151,7 +151,22 @@ class HighsBackend:
 
     # ------------------------------------------------------------------ sync
     def sync(self) -> None:
-        """Bring the HiGHS model up to date with the program (only what changed)."""
+        """Bring the HiGHS model up to date with the program (only what changed).
+
+        Raises :class:`SolverError` (leaving the live model untouched) for an edit of a
+        coefficient whose row and column were both synced; if HiGHS rejects a change half-way,
+        the live model is dropped so that the next solve rebuilds it from the program."""
+        try:
+            self._sync()
+        except SolverError as exc:
+            if not getattr(exc, "_model_untouched", False):
+                self._reset_model()
+            raise
+        except Exception:
+            self._reset_model()
+            raise
+
+    def _sync(self) -> None:
         p = self.program
         if (p.n_vars < self._ncols or p.n_rows < self._nrows or p.n_entries < self._nent
                 or len(p.changes) < self._nchg):
@@ -164,9 +179,11 @@ class HighsBackend:
         bad = old_row & (c < n0)
         if np.any(bad):
             k = int(np.argmax(bad))
-            raise SolverError(
+            exc = SolverError(
                 f"coefficient ({int(r[k])}, {int(c[k])}) changes a row and column that were both "
                 "already synced; deactivate the row and add a new one instead")
+            exc._model_untouched = True
+            raise exc
 
         # new columns, with their entries in already-synced rows
         if n1 > n0:

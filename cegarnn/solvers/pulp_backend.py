@@ -15,7 +15,13 @@ Status mapping reads the solver's own status, not only PuLP's summary, because P
   ``Stopped on difficulties`` -> NUMERICAL_ERROR; ``Stopped on ctrl-c`` -> INTERRUPTED; anything
   else -> UNKNOWN. A point is returned only when CBC has an integer-feasible one
   (``... - objective value``), never the continuous relaxation CBC writes when it has none.
-* ``HiGHS`` (PuLP's highspy interface): HiGHS' model status, mapped as in the HiGHS backend.
+  Two caveats of CBC itself: for a MILP, ``Unbounded`` means the LP relaxation is unbounded (the
+  MILP may be integer-infeasible; ``Status.UNBOUNDED`` covers "infeasible or unbounded"); and an
+  ``Infeasible``/``Unbounded`` verdict that arrives after the time limit has expired is reported
+  as TIME_LIMIT, because CBC 2.10.3 was seen declaring a feasible MILP infeasible when its time
+  limit ran out during preprocessing (see :func:`cbc_verdict`).
+* ``HiGHS`` (PuLP's highspy interface): HiGHS' model status, mapped as in the HiGHS backend
+  (``kUnboundedOrInfeasible`` -> UNBOUNDED; only the HiGHS backend re-checks feasibility).
 * any other solver: PuLP's ``status`` with ``sol_status``; ``Optimal`` is trusted only together
   with ``LpSolutionOptimal``, and a run with a time limit that returns a merely feasible point is
   TIME_LIMIT. Solvers whose PuLP interface does not set ``sol_status`` cannot tell a time-limited
@@ -62,6 +68,28 @@ def _cbc_line_status(line: str) -> Status:
     if s.startswith("stopped on ctrl-c"):
         return Status.INTERRUPTED
     return Status.UNKNOWN
+
+
+def cbc_verdict(line: str, feasible_point: bool, time_limit: Optional[float],
+                run_time: float) -> tuple[Status, bool, str]:
+    """(status, whether CBC's values are a usable point, message) from the first line of CBC's
+    solution file. ``feasible_point``: PuLP's ``sol_status`` is optimal/integer-feasible, i.e. the
+    line ends in "- objective value v" after the status words (CBC writes the LP relaxation's
+    values, which must not be returned, when it says "no integer solution - continuous used")."""
+    status = _cbc_line_status(line) if line else Status.UNKNOWN
+    message = f"CBC: {line}" if line else "CBC: no status in the solution file"
+    has_point = feasible_point and status not in (Status.INFEASIBLE, Status.UNBOUNDED)
+    if status is Status.OPTIMAL and not has_point:
+        status = Status.UNKNOWN
+    if (status in (Status.INFEASIBLE, Status.UNBOUNDED) and time_limit is not None
+            and run_time >= float(time_limit)):
+        # Seen with the bundled CBC 2.10.3: a feasible MILP (5,000 rows) whose time limit expired
+        # during preprocessing came back "Integer infeasible" ("Pre-processing says infeasible or
+        # unbounded"); without a time limit CBC found solutions. A verdict that arrives only
+        # after the time limit has passed is not trusted.
+        status = Status.TIME_LIMIT
+        message += " (reported after the time limit expired; not trusted)"
+    return status, has_point, message
 
 
 class PulpBackend:
@@ -187,12 +215,14 @@ class PulpBackend:
             solver.get_status = get_status
 
         prob = self._prob
+        t_run = time.perf_counter()
         try:
             prob.solve(solver)
         except pulp.PulpSolverError as exc:
             return Solution(Status.NUMERICAL_ERROR, time=time.perf_counter() - t0,
                             message=f"{self.solver_name} failed: {exc}")
-        return self._result(prob, raw, is_mip, time_limit, mip_gap, t0)
+        run_time = time.perf_counter() - t_run
+        return self._result(prob, raw, is_mip, time_limit, mip_gap, t0, run_time)
 
     # ------------------------------------------------------------------ results
     def _point(self) -> Optional[np.ndarray]:
@@ -206,24 +236,16 @@ class PulpBackend:
             return x
         return np.array(vals, dtype=np.float64)
 
-    def _result(self, prob, raw, is_mip, time_limit, mip_gap, t0) -> Solution:
+    def _result(self, prob, raw, is_mip, time_limit, mip_gap, t0, run_time=0.0) -> Solution:
         p = self.program
         x = objective = bound = None
         node_count = 0
         has_point = False
         message = ""
         if self.solver_name in _CBC:
-            line = raw.get("line", "")
-            status = _cbc_line_status(line) if line else Status.UNKNOWN
-            message = f"CBC: {line}" if line else "CBC: no solution file status"
-            # CBC writes "... - objective value v" only for a point that is feasible (for a MIP:
-            # integer feasible); without it (e.g. "no integer solution - continuous used") the
-            # values are the LP relaxation, which we must not return.
-            has_point = (status in (Status.OPTIMAL, Status.TIME_LIMIT, Status.ITERATION_LIMIT,
-                                    Status.INTERRUPTED, Status.UNKNOWN, Status.NUMERICAL_ERROR)
-                         and prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible))
-            if status is Status.OPTIMAL and not has_point:
-                status = Status.UNKNOWN
+            feasible_point = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+            status, has_point, message = cbc_verdict(raw.get("line", ""), feasible_point,
+                                                     time_limit, run_time)
         elif self.solver_name == "HiGHS" and prob.solverModel is not None:
             from .highs import map_model_status, highspy
             h = prob.solverModel
