@@ -1,4 +1,4 @@
 """cegarnn: verify and repair neural networks, above all under generative (distribution-shift) specs."""
 __version__ = "0.1.0"
 
-from .verify import verify  # noqa: E402,F401
+from .verifier import verify  # noqa: E402,F401

@@ -56,7 +56,7 @@ def build_problem(cfg, base: Path):
 
 
 def options_from_cfg(cfg):
-    from .verify.cegar import Options
+    from .verifier.cegar import Options
     v = dict(cfg.verifier)
     method = v.pop("method")
     fields = set(Options.__dataclass_fields__)
@@ -79,7 +79,7 @@ def verify_main() -> None:
     def _main(cfg: DictConfig) -> None:
         logging.basicConfig(level=getattr(logging, str(cfg.log_level).upper(), logging.INFO),
                             format="%(levelname)s %(name)s: %(message)s")
-        from .verify.cegar import run
+        from .verifier.cegar import run
         try:
             problem = build_problem(cfg, start_dir)
             method, opts = options_from_cfg(cfg)

@@ -33,7 +33,7 @@ def _parse(argv):
 def main(argv=None) -> int:
     args = _parse(argv)
     from .specs.problem import generative_problem
-    from .verify import verify
+    from .verifier import verify
 
     d = Path(args.models)
     paths = {k: d / f"{k}.onnx" for k in ("generator", "prior", "classifier")}

@@ -11,7 +11,7 @@ from cegarnn.network import from_torch
 from cegarnn.specs.problem import Problem, classification_problem, generative_problem
 from cegarnn.specs.property import SpecError, UnsafeRegion, classification_unsafe
 from cegarnn.bounds.box import BoxError
-from cegarnn.verify.cegar import Options, run
+from cegarnn.verifier.cegar import Options, run
 
 N_X, N_Z = 4, 2
 

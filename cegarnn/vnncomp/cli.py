@@ -74,7 +74,7 @@ def cmd_vnnlib(a) -> int:
         options = _parse_options(a.option)
         if a.seed is not None:
             options["seed"] = a.seed
-        from ..verify import METHODS, Options
+        from ..verifier import METHODS, Options
         unknown = set(options) - set(Options.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown verifier option(s): {', '.join(sorted(unknown))}")
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=None)
     v.add_argument("--memory-gb", type=float, default=None, help="address-space limit for this process")
     v.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="verifier option (fields of cegarnn.verify.Options), e.g. -o bounds=interval")
+                   help="verifier option (fields of cegarnn.verifier.Options), e.g. -o bounds=interval")
     v.set_defaults(func=cmd_vnnlib)
 
     b = sub.add_parser("bench", help="run a benchmark (network,property,timeout CSV), one subprocess per instance")

@@ -58,7 +58,7 @@ def solve_instance(problems: list, timeout: float, method: str = "cegar", **opti
     ``unsat`` iff every box is verified; ``sat`` as soon as one box is falsified (its confirmed
     counterexample); ``timeout`` when the time ran out first; else ``unknown``.
     """
-    from ..verify import FALSIFIED, VERIFIED, verify
+    from ..verifier import FALSIFIED, VERIFIED, verify
 
     start = time.perf_counter()
     cases = []

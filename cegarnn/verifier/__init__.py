@@ -17,7 +17,7 @@ def verify(problem_or_network, lower=None, upper=None, unsafe=None, *, method: s
     with an input box ``lower..upper`` and an :class:`~cegarnn.specs.property.UnsafeRegion`.
 
     ``method``: 'cegar' (default), 'lp', 'milp-fixed', 'crown', 'bab-crown'. Other keyword options
-    are the fields of :class:`cegarnn.verify.cegar.Options` (bounds, backend, policy, top_k, ...).
+    are the fields of :class:`cegarnn.verifier.cegar.Options` (bounds, backend, policy, top_k, ...).
     Returns a :class:`Result`: 'verified' only from a proof, 'falsified' only with a counterexample
     confirmed on the IR and the original model, otherwise 'unknown' with the reason.
     """

@@ -140,7 +140,10 @@ class BoxAbstraction:
             vals = np.concatenate([np.ones(k), -np.ones(k)])
             self.program.add_rows(rows, cols, vals, np.full(k, -np.inf), np.zeros(k), name="margin_rows")
             self.t_vars.append(int(tj[0]))
-        self.solver = make_backend(self.program, ctx.opts.backend)
+        # HiGHS' MIP presolve ignores the time limit on these models (measured: 13.9 s under a 2 s
+        # limit on a demo box, 40 binaries); without it the limit holds and the root LP is as fast.
+        extra = {"presolve": False} if ctx.opts.backend == "highs" else {}
+        self.solver = make_backend(self.program, ctx.opts.backend, **extra)
         self.refined: dict = {}      # (layer, neuron) -> list of breakpoints added by refinement
         ctx.stats.time_encode += time.perf_counter() - t
 
