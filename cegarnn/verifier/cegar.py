@@ -59,8 +59,8 @@ class Options:
     tol: float = 1e-6                # a margin counts as proved only if > tol
     max_iterations: int = 1_000_000  # boxes processed + refinement rounds
     batch_size: int = 64             # boxes bounded per CROWN call
-    solver_min_depth: int = -1       # input policy: LP/MILP only on boxes at depth >= this (-1: number of free inputs)
-    solver_time_share: float = 0.5   # input policy: skip the solver while it has used more than this share of the time
+    solver_min_depth: int = -1       # input policy: LP/MILP only on boxes at depth >= this (-1: twice the number of free inputs)
+    solver_time_share: float = 0.25  # input policy: skip the solver while it has used more than this share of the time
     solve_time_cap: float = 2.0      # input policy: seconds per solver call on one box (then split it)
     relu_exact_max: int = 40         # input policy: exact ReLUs (binaries) only if a box has <= this many unstable
     attack: bool = True
@@ -376,7 +376,7 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
             box = batch[k]
             worst = float(np.min([np.max(row_lower[k][g]) for g in ctx.groups]))
             elapsed = time.perf_counter() - ctx.start
-            min_depth = opts.solver_min_depth if opts.solver_min_depth >= 0 else problem.n_free
+            min_depth = opts.solver_min_depth if opts.solver_min_depth >= 0 else 2 * problem.n_free
             if use_solver and (not split_allowed or (box.depth >= min_depth and
                                                      stats.time_solver <= opts.solver_time_share * elapsed)):
                 status, payload = _solve_box(ctx, box, bnds.pick(k), refine=True)
