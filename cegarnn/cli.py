@@ -79,18 +79,26 @@ def verify_main() -> None:
     def _main(cfg: DictConfig) -> None:
         logging.basicConfig(level=getattr(logging, str(cfg.log_level).upper(), logging.INFO),
                             format="%(levelname)s %(name)s: %(message)s")
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
         from .verifier.cegar import run
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
             problem = build_problem(cfg, start_dir)
             method, opts = options_from_cfg(cfg)
             result = run(problem, method, opts)
         except (ValueError, FileNotFoundError, TypeError) as e:
             print(f"error: {e}", file=sys.stderr)
+            if multirun:           # one bad cell must not stop a sweep
+                return None
             sys.exit(EXIT_ERROR)
         print(result.summary())
         out = Path(cfg.output)
         out.write_text(json.dumps(result.to_dict(), indent=1))
         print(f"result written to {out.resolve()}")
+        if multirun:
+            return result.status
         sys.exit(EXIT_DEFINITIVE if result.decided else EXIT_UNKNOWN)
 
     _main()

@@ -64,6 +64,7 @@ class Options:
     solve_time_cap: float = 2.0      # input policy: seconds per solver call on one box (then split it)
     relu_exact_max: int = 40         # input policy: exact ReLUs (binaries) only if a box has <= this many unstable
     attack: bool = True
+    threads: int = 1                 # torch threads during the run (more threads slowed CROWN 8x on a busy 2-core machine)
     attack_restarts: int = 8
     attack_steps: int = 40
     seed: int = 0
@@ -297,6 +298,17 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
 def run(problem: Problem, method: str = "cegar", options: Optional[Options] = None) -> Result:
     """Run one method on one problem; see the module docstring."""
     opts = options or Options()
+    if opts.threads < 1:
+        raise ValueError("threads must be >= 1")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
+    try:
+        return _run(problem, method, opts)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run(problem: Problem, method: str, opts: Options) -> Result:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if opts.policy not in POLICIES:
