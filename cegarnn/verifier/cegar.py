@@ -148,15 +148,14 @@ class BoxAbstraction:
         self.refined: dict = {}      # (layer, neuron) -> list of breakpoints added by refinement
         ctx.stats.time_encode += time.perf_counter() - t
 
-    def solve(self, j: int):
-        """Minimise the margin of disjunct j. Returns (status, proved_margin_lb, values or None)."""
+    def solve(self, j: int, cap: Optional[float] = None):
+        """Minimise the margin of disjunct j (at most ``cap`` seconds).
+        Returns (solution, proved lower bound on the margin or None, decoded values or None)."""
         ctx = self.ctx
         ctx.check_time()
         self.program.set_objective([self.t_vars[j]], [1.0], "min")
         t = time.perf_counter()
-        limit = ctx.remaining()
-        if ctx.policy == "input":
-            limit = min(limit, ctx.opts.solve_time_cap)
+        limit = ctx.remaining() if cap is None else min(ctx.remaining(), cap)
         sol = self.solver.solve(time_limit=max(limit, 0.01), target=-ctx.opts.tol, cutoff=ctx.opts.tol)
         ctx.stats.time_solver += time.perf_counter() - t
         ctx.stats.solver_calls += 1
@@ -257,7 +256,8 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
     for j in open_j:
         rounds = 0
         while True:
-            sol, bound, values = abst.solve(j)
+            cap = ctx.opts.solve_time_cap if (refine and ctx.policy == "input") else None
+            sol, bound, values = abst.solve(j, cap)
             ctx.stats.iterations += 1
             if bound is not None and bound > ctx.opts.tol:
                 break                                  # disjunct j excluded on this box
@@ -266,6 +266,8 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
                     ctx.stats.trajectory.append({"box_depth": box.depth, "disjunct": j, "move": "input-split",
                                                  "reason": "solver time cap"})
                     return "split", None
+                if sol.status == Status.TIME_LIMIT or ctx.remaining() <= 0:
+                    raise _Timeout()
                 return "unknown", f"solver returned {sol.status.value} without a solution"
             z = values[0]
             t = time.perf_counter()
