@@ -164,11 +164,28 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings on a shared machine)")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_verify.csv"))
     p.add_argument("--md", default=str(ROOT / "experiments" / "results" / "bench_verify.md"))
+    p.add_argument("--merge", nargs="+", metavar="CSV",
+                   help="do not run: merge these CSVs (e.g. methods run in parallel processes) into --out/--md")
+    p.add_argument("--wall-minutes", type=float, default=None, help="with --merge: wall time to report")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t = time.perf_counter()
-    rows = run(args)
-    wall = time.perf_counter() - t
+    if args.merge:
+        rows = []
+        for path in args.merge:
+            with open(path) as f:
+                for r in csv.DictReader(f):
+                    r["delta"], r["image"], r["time"] = float(r["delta"]), int(r["image"]), float(r["time"])
+                    rows.append(r)
+        rows.sort(key=lambda r: (r["delta"], r["image"], args.methods.index(r["method"])))
+        with open(args.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        wall = 60 * (args.wall_minutes or 0.0)
+    else:
+        rows = run(args)
+        wall = time.perf_counter() - t
     md = summarise(rows, args, cli_startup(), wall)
     Path(args.md).write_text(md)
     print(md)

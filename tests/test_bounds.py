@@ -334,13 +334,13 @@ def test_bad_boxes_raise_box_error(small_net, method, lower, upper, message):
 
 
 def test_unknown_method_lists_the_choices(small_net):
-    with pytest.raises(ValueError, match="interval, crown, lp"):
+    with pytest.raises(ValueError, match="interval, crown, alpha-crown, lp"):
         compute_bounds(small_net, np.zeros(3), np.ones(3), "deeppoly")
     with pytest.raises(ValueError, match="CROWN"):
         compute_bounds(small_net, np.zeros(3), np.ones(3), "crown", variant="beta-CROWN")
     with pytest.raises(TypeError, match="foo"):
         compute_bounds(small_net, np.zeros(3), np.ones(3), "interval", foo=1)
-    assert METHODS == ("interval", "crown", "lp")
+    assert METHODS == ("interval", "crown", "alpha-crown", "lp")
 
 
 def test_method_names_are_case_insensitive_and_recorded(small_net):
@@ -388,3 +388,22 @@ def test_cache_does_not_keep_networks_alive():
     gc.collect()
     assert ref() is None
     assert len(lirpa._bounders) == n_before - 1
+
+
+def test_alpha_crown_sound_and_never_looser_than_crown():
+    rng = np.random.default_rng(3)
+    layers = []
+    n = 4
+    for k in range(3):
+        layers += [Affine(rng.normal(size=(12, n)), rng.normal(size=12)), Sigmoid()]
+        n = 12
+    layers.append(Affine(rng.normal(size=(3, n)), np.zeros(3)))
+    net = Network(tuple(layers), (4,))
+    lo, hi = -np.ones(4), np.ones(4)
+    a = compute_bounds(net, lo, hi, "alpha-crown")
+    c = compute_bounds(net, lo, hi, "crown")
+    xs = rng.uniform(lo, hi, size=(3000, 4))
+    vals = net.forward_all(xs)
+    for i, v in enumerate(vals):
+        assert np.all(v >= a.lower[i] - 1e-9) and np.all(v <= a.upper[i] + 1e-9)
+    assert np.all(a.lower[-1] >= c.lower[-1] - 1e-4) and np.all(a.upper[-1] <= c.upper[-1] + 1e-4)

@@ -19,7 +19,7 @@ from .box import BoxError, LayerBounds, check_box
 from .interval import interval_bounds
 from .lirpa import CrownBounder, crown_bounds, require_finite
 
-METHODS = ("interval", "crown", "lp")
+METHODS = ("interval", "crown", "alpha-crown", "lp")
 
 __all__ = ["METHODS", "BoxError", "CrownBounder", "LayerBounds", "check_box", "compute_bounds",
            "crown_bounds", "interval_bounds"]
@@ -29,7 +29,8 @@ def compute_bounds(network, lower, upper, method: str = "crown", **options) -> L
     """Bounds on every value index of ``network`` for the box ``[lower, upper]`` (shape ``(n,)``)
     or a batch of boxes (shape ``(B, n)``).
 
-    ``method``: 'interval', 'crown' or 'lp'. Options:
+    ``method``: 'interval', 'crown', 'alpha-crown' (CROWN with optimised relaxation slopes: slower,
+    much tighter on deep sigmoid networks) or 'lp'. Options:
 
     * 'crown': ``variant`` — auto_LiRPA method, 'CROWN' (default), 'CROWN-IBP' or 'alpha-CROWN';
     * 'lp': ``crown_variant`` (as ``variant`` above, for the initial bounds); every other option is
@@ -46,8 +47,8 @@ def compute_bounds(network, lower, upper, method: str = "crown", **options) -> L
     if key == "interval":
         _no_options(key, options)
         return interval_bounds(network, lo, hi)
-    if key == "crown":
-        variant = options.pop("variant", "CROWN")
+    if key in ("crown", "alpha-crown"):
+        variant = options.pop("variant", "CROWN" if key == "crown" else "alpha-CROWN")
         _no_options(key, options)
         return crown_bounds(network, lo, hi, method=variant)
     # key == "lp": LP tightening works on one box; a batch is tightened box by box

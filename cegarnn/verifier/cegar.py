@@ -49,7 +49,8 @@ class Options:
     """Verifier options (plain values; Hydra configs map onto these)."""
 
     time_limit: float = 60.0
-    bounds: str = "crown"            # initial bounds provider: interval | crown | lp
+    bounds: str = "auto"             # interval | crown | alpha-crown | lp | auto (crown when splitting the
+                                     # input, alpha-crown for the one root box of the segments policy)
     backend: str = "highs"
     policy: str = "auto"             # auto: input splitting when n_free <= max_split_dims, else segments
     max_split_dims: int = 16
@@ -98,7 +99,10 @@ class _Ctx:
 # --------------------------------------------------------------------------- bounds helpers
 def _bounds(ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, method: Optional[str] = None) -> LayerBounds:
     t = time.perf_counter()
-    b = compute_bounds(ctx.spec_net, lo, hi, method=method or ctx.opts.bounds)
+    method = method or ctx.opts.bounds
+    if method == "auto":
+        method = "crown" if ctx.policy == "input" else "alpha-crown"
+    b = compute_bounds(ctx.spec_net, lo, hi, method=method)
     ctx.stats.time_bounds += time.perf_counter() - t
     ctx.stats.boxes_bounded += lo.shape[0] if lo.ndim == 2 else 1
     return b
