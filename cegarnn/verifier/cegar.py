@@ -65,7 +65,7 @@ class Options:
     solve_time_cap: float = 2.0      # input policy: seconds per solver call on one box (then split it)
     relu_exact_max: int = 40         # input policy: exact ReLUs (binaries) only if a box has <= this many unstable
     attack: bool = True
-    threads: int = 1                 # torch threads during the run (more threads slowed CROWN 8x on a busy 2-core machine)
+    threads: int = 1                 # torch and BLAS threads during the run (more slowed CROWN 8x on a busy 2-core machine)
     attack_restarts: int = 8
     attack_steps: int = 40
     seed: int = 0
@@ -306,10 +306,12 @@ def run(problem: Problem, method: str = "cegar", options: Optional[Options] = No
     opts = options or Options()
     if opts.threads < 1:
         raise ValueError("threads must be >= 1")
+    from threadpoolctl import threadpool_limits
     old_threads = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
     try:
-        return _run(problem, method, opts)
+        with threadpool_limits(limits=opts.threads):   # numpy's BLAS too (10x slower when oversubscribed)
+            return _run(problem, method, opts)
     finally:
         torch.set_num_threads(old_threads)
 
