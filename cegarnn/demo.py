@@ -100,8 +100,11 @@ def _plot(rows, xs, paths, n_samples, out):
         if res.counterexample is not None:
             img = gen.forward(np.asarray(res.counterexample.full_input))
             pred = int(np.argmax(res.counterexample.output_ir))
-            last.imshow(img.reshape(28, 28), cmap="Reds_r", vmin=0, vmax=1)
-            last.set_title(f"cex → {pred}", fontsize=7, color="red")
+            last.imshow(img.reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+            last.set_title(f"counterexample → {pred}", fontsize=7, color="red")
+            for sp in last.spines.values():
+                sp.set_color("red")
+                sp.set_linewidth(2)
         else:
             last.text(0.5, 0.5, res.status, ha="center", va="center", fontsize=8,
                       color="green" if res.status == "verified" else "gray")
