@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     data = np.load(d / "test_images.npz")
     xs, ys = data["images"], data["labels"]
     n = min(args.images, len(xs))
-    print(f"cegarnn demo: classifier(generator(x, z)) keeps the label for all z in mu ± delta·sigma?")
+    print("cegarnn demo: classifier(generator(x, z)) keeps the label for all z in mu ± delta·sigma?")
     print(f"models: {d}  method: {args.method}  time limit: {args.time_limit:.0f}s per instance\n")
     rows = []
     counts: dict = {}

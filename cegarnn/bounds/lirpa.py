@@ -191,27 +191,13 @@ def widen(lower: np.ndarray, upper: np.ndarray, scale=0.0, rtol: float = RTOL, a
 
 
 def _torch_model(network: Network):
-    """float32 ``nn.Sequential`` of Linear/ReLU/Sigmoid/Tanh (no Flatten: inputs are flat)."""
+    """float32 ``nn.Sequential`` of the network without the leading Flatten (inputs are flat)."""
     import torch
     from torch import nn
 
-    mods = []
-    for layer in network.layers:
-        if isinstance(layer, Affine):
-            lin = nn.Linear(layer.in_size, layer.out_size)
-            with torch.no_grad():
-                lin.weight.copy_(torch.as_tensor(layer.dense_W(), dtype=torch.float32))
-                lin.bias.copy_(torch.as_tensor(layer.b, dtype=torch.float32))
-            mods.append(lin)
-        elif isinstance(layer, ReLU):
-            mods.append(nn.ReLU())
-        elif isinstance(layer, Sigmoid):
-            mods.append(nn.Sigmoid())
-        elif isinstance(layer, Tanh):
-            mods.append(nn.Tanh())
-        else:  # pragma: no cover - Network rejects other layers
-            raise TypeError(f"unsupported layer {type(layer).__name__}")
-    return nn.Sequential(*mods).float().eval()
+    from ..network.torch_io import to_torch
+    seq = to_torch(network, dtype=torch.float32)
+    return nn.Sequential(*list(seq)[1:]).eval()
 
 
 class CrownBounder:

@@ -15,7 +15,6 @@ activations (a residual connection over an activation) raises :class:`NetworkErr
 from __future__ import annotations
 
 import gzip
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -715,19 +714,9 @@ class _Converter:
 # ===================================================================== file handling
 def _read_model(path):
     import onnx
+    from ..fileio import read_maybe_gzip
     p = Path(path)
-    if not p.exists():
-        raise NetworkError(f"ONNX file not found: {p}")
-    if p.is_dir():
-        raise NetworkError(f"expected an ONNX file, got a directory: {p}")
-    data = p.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as e:
-            raise NetworkError(f"{p}: truncated or corrupt gzip file ({e})") from None
-    elif p.suffix == ".gz":
-        raise NetworkError(f"{p}: named .gz but it is not a gzip file")
+    data = read_maybe_gzip(p, "ONNX file", NetworkError)
     if not data:
         raise NetworkError(f"{p}: the file is empty")
     try:

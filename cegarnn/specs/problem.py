@@ -92,32 +92,11 @@ def _torch_reference(obj):
                 return mod(torch.as_tensor(np.asarray(a), dtype=dt)).double().numpy()
         return run
     if isinstance(obj, (str,)) or hasattr(obj, "__fspath__"):
-        return _onnx_reference(str(obj))
+        from ..network.reference import onnx_reference
+        return onnx_reference(str(obj))
     if isinstance(obj, Network):
         return obj.forward
     raise SpecError(f"cannot use {type(obj).__name__} as a model")
-
-
-def _onnx_reference(path: str):
-    import onnxruntime as ort
-    sess = ort.InferenceSession(path if not path.endswith(".gz") else _gunzip_bytes(path),
-                                providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-
-    def run(a):
-        a = np.asarray(a, dtype=np.float32)
-        outs = []
-        for row in a.reshape(a.shape[0], -1):
-            outs.append(np.asarray(sess.run(None, {inp.name: row.reshape(shape)})[0], dtype=np.float64).reshape(-1))
-        return np.stack(outs)
-    return run
-
-
-def _gunzip_bytes(path):
-    import gzip
-    with gzip.open(path, "rb") as f:
-        return f.read()
 
 
 def generative_problem(generator, classifier, x, label: int, *, latent_lower=None, latent_upper=None,

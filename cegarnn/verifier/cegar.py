@@ -36,7 +36,7 @@ from ..solvers.base import Status, make_backend
 from ..specs.problem import Problem
 from .attack import pgd_attack, random_attack
 from .confirm import confirm, first_confirmed
-from .result import FALSIFIED, UNKNOWN, VERIFIED, Counterexample, Result, Stats
+from .result import FALSIFIED, UNKNOWN, VERIFIED, Result, Stats
 
 log = logging.getLogger("cegarnn.verify")
 

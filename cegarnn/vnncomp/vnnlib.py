@@ -26,15 +26,14 @@ both bounds, empty input regions.
 from __future__ import annotations
 
 import bisect
-import gzip
 import math
 import re
-import zlib
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..network.reference import onnx_reference
 from ..specs.property import SpecError, UnsafeRegion
 
 __all__ = ["VnnlibError", "VnnlibCase", "parse_vnnlib", "parse_vnnlib_text", "read_vnnlib_text",
@@ -58,19 +57,9 @@ class VnnlibCase(NamedTuple):
 # ===================================================================== reading
 def read_vnnlib_text(path) -> str:
     """The text of a ``.vnnlib`` or ``.vnnlib.gz`` file (clear errors for missing/corrupt files)."""
+    from ..fileio import read_maybe_gzip
     p = Path(path)
-    if not p.exists():
-        raise VnnlibError(f"property file not found: {p}")
-    if p.is_dir():
-        raise VnnlibError(f"expected a VNN-LIB file, got a directory: {p}")
-    data = p.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as e:
-            raise VnnlibError(f"{p}: truncated or corrupt gzip file ({e})") from None
-    elif p.suffix == ".gz":
-        raise VnnlibError(f"{p}: named .gz but it is not a gzip file")
+    data = read_maybe_gzip(p, "property file", VnnlibError)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -429,48 +418,6 @@ def vnnlib_sizes(cases: list[VnnlibCase]) -> tuple[int, int]:
 
 
 # ===================================================================== problems
-def onnx_reference(path, parts=None):
-    """A float64 callable ``x_batch -> outputs`` running the ONNX file with onnxruntime.
-
-    Feeds the input in the model's own float type; ``parts`` (from ``load_onnx(...,
-    return_input_parts=True)``) splits the flat input between several graph inputs.
-    """
-    import onnxruntime as ort
-    p = Path(path)
-    data = p.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    inputs = sess.get_inputs()
-    feeds_spec = []
-    for k, inp in enumerate(inputs):
-        dtype = {"tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type, np.float32)
-        if parts is not None and k < len(parts):
-            start, stop = parts[k].start, parts[k].stop
-        else:
-            start, stop = (0, None) if k == 0 else (None, None)
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
-        feeds_spec.append((inp.name, dtype, shape, start, stop))
-
-    def run(a):
-        a = np.asarray(a, dtype=np.float64)
-        a = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
-        outs = []
-        for row in a:
-            feeds = {}
-            for name, dtype, shape, start, stop in feeds_spec:
-                if start is None:
-                    raise VnnlibError(f"{p}: cannot feed graph input {name!r}")
-                feeds[name] = row[start:stop].astype(dtype).reshape(shape)
-            outs.append(np.asarray(sess.run(None, feeds)[0], dtype=np.float64).reshape(-1))
-        return np.stack(outs)
-    return run
-
-
 def vnnlib_problems(onnx_path, vnnlib_path, *, fold_fixed: bool = True, reference: bool = True,
                     network=None) -> list:
     """One :class:`~cegarnn.specs.problem.Problem` per input box of the property.
