@@ -30,7 +30,7 @@ def build_problem(cfg, base: Path):
 
     from .specs.problem import classification_problem, generative_problem
     from .network import load_network
-    from .specs.problem import _torch_reference
+    from .specs.problem import model_reference
 
     spec = cfg.spec
     images = np.load(_abs(cfg.model.images, base))
@@ -51,7 +51,7 @@ def build_problem(cfg, base: Path):
     if spec.kind == "classification":
         path = _abs(cfg.model.classifier, base)
         return classification_problem(load_network(path), x, y, float(spec.eps),
-                                      reference=_torch_reference(path), name=f"{name}-eps{spec.eps}")
+                                      reference=model_reference(path), name=f"{name}-eps{spec.eps}")
     raise ValueError(f"unknown spec.kind {spec.kind!r} (generative | classification)")
 
 

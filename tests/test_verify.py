@@ -228,6 +228,10 @@ def test_classification_problem_and_unsafe_region_semantics():
     assert u.violated_disjunct(np.array([0.0, 1.0, 0.9])) is None
     with pytest.raises(SpecError):
         UnsafeRegion(((np.ones((1, 2)), np.zeros(1)),), 3)
+    # a disjunct is excluded when ANY of its rows is bounded above 0 (max over its rows)
+    two = UnsafeRegion(((np.eye(3)[:2], np.zeros(2)), (np.eye(3)[2:], np.zeros(1))), 3)
+    lb = two.disjunct_lower_bounds(np.array([[-1.0, 0.5, -2.0], [-1.0, -0.5, 3.0]]))
+    np.testing.assert_allclose(lb, [[0.5, -2.0], [-0.5, 3.0]])
     net = from_torch(nn.Sequential(nn.Linear(2, 3)).double(), (2,))
     with pytest.raises(SpecError, match="image has 3"):
         classification_problem(net, np.zeros(3), 0, 0.1)

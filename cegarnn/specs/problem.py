@@ -79,7 +79,7 @@ def _as_network(obj, input_shape=None) -> Network:
     return load_network(obj, input_shape=input_shape)
 
 
-def _torch_reference(obj):
+def model_reference(obj):
     """A float64 callable for an nn.Module / ONNX path / Network (the 'original model')."""
     import torch
     if isinstance(obj, torch.nn.Module):
@@ -150,8 +150,8 @@ def generative_problem(generator, classifier, x, label: int, *, latent_lower=Non
     except NetworkError as e:
         raise SpecError(f"cannot fold the image into the generator: {e}") from None
 
-    gref = _torch_reference(generator)
-    cref = _torch_reference(classifier) if classifier is not None else None
+    gref = model_reference(generator)
+    cref = model_reference(classifier) if classifier is not None else None
 
     def full_input(z):
         z = np.asarray(z, dtype=np.float64)

@@ -70,12 +70,12 @@ class UnsafeRegion:
         j = int(np.argmin(m))
         return j if m[j] <= tol else None
 
-    def rows_lower_bounds_prove(self, row_lower: np.ndarray) -> np.ndarray:
-        """Given lower bounds on every stacked row ``C_all y - d_all`` (shape (..., n_rows)),
-        True where every disjunct has a row with a strictly positive lower bound (safe)."""
+    def disjunct_lower_bounds(self, row_lower: np.ndarray) -> np.ndarray:
+        """Lower bounds on each disjunct's margin from lower bounds on every stacked row
+        ``C_all y - d_all`` (shape (..., n_rows)) -> (..., n_disjuncts). A disjunct is excluded
+        (unreachable) where its bound is positive."""
         _, _, groups = self.stacked
-        ok = [np.max(row_lower[..., g], axis=-1) > 0 for g in groups]
-        return np.all(np.stack(ok, axis=-1), axis=-1)
+        return np.stack([np.max(row_lower[..., g], axis=-1) for g in groups], axis=-1)
 
 
 def classification_unsafe(n_outputs: int, label: int) -> UnsafeRegion:

@@ -35,8 +35,8 @@ def verify(problem_or_network, lower=None, upper=None, unsafe=None, *, method: s
         ref = None
         if not isinstance(net, Network):
             from ..network import load_network
-            from ..specs.problem import _torch_reference
-            ref = _torch_reference(net)
+            from ..specs.problem import model_reference
+            ref = model_reference(net)
             net = load_network(net)
         problem = box_problem(net, lower, upper, unsafe, reference=ref)
     unknown = set(options) - set(Options.__dataclass_fields__)

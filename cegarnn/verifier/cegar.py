@@ -109,14 +109,14 @@ def _bounds(ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, method: Optional[str] = N
 
 
 def _proved(ctx: _Ctx, row_lower: np.ndarray) -> np.ndarray:
-    ok = [np.max(row_lower[..., g], axis=-1) > ctx.opts.tol for g in ctx.groups]
-    return np.all(np.stack(ok, axis=-1), axis=-1)
+    """True (per box) where the bounds exclude every disjunct by more than ``tol``."""
+    return np.all(ctx.problem.unsafe.disjunct_lower_bounds(row_lower) > ctx.opts.tol, axis=-1)
 
 
 def _open_disjuncts(ctx: _Ctx, row_lower: np.ndarray) -> list[int]:
     """Disjuncts not yet excluded by the bounds, most promising (lowest bound) first."""
-    scores = [(float(np.max(row_lower[g])), j) for j, g in enumerate(ctx.groups)]
-    return [j for s, j in sorted(scores) if s <= ctx.opts.tol]
+    lb = ctx.problem.unsafe.disjunct_lower_bounds(row_lower)
+    return [int(j) for j in np.argsort(lb, kind="stable") if lb[j] <= ctx.opts.tol]
 
 
 # --------------------------------------------------------------------------- abstraction + solver
@@ -381,7 +381,8 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
         hi = np.stack([b.hi for b in batch])
         bnds = _bounds(ctx, lo, hi)
         row_lower = bnds.lower[-1]
-        proved = _proved(ctx, row_lower)
+        disj_lower = ctx.problem.unsafe.disjunct_lower_bounds(row_lower)     # (B, n_disjuncts)
+        proved = np.all(disj_lower > opts.tol, axis=-1)
         stats.boxes_closed_by_bounds += int(proved.sum())
         stats.iterations += len(batch)
         todo = [k for k in range(len(batch)) if not proved[k]]
@@ -394,7 +395,8 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
             return done(FALSIFIED, "counterexample at a box centre", cex)
         for k in todo:
             box = batch[k]
-            worst = float(np.min([np.max(row_lower[k][g]) for g in ctx.groups]))
+            worst = float(np.min(disj_lower[k]))
+            weakest = int(np.argmin(disj_lower[k]))     # disjunct the bounds are furthest from excluding
             elapsed = time.perf_counter() - ctx.start
             min_depth = opts.solver_min_depth if opts.solver_min_depth >= 0 else 2 * problem.n_free
             if use_solver and (not split_allowed or (box.depth >= min_depth and
@@ -412,16 +414,14 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
                     z, j = payload
                     dim = _candidate_split_dim(ctx, box, z, j)
                 elif status == "split":
-                    j = int(np.argmin([np.max(row_lower[k][g]) for g in ctx.groups]))
-                    dim = _candidate_split_dim(ctx, box, (box.lo + box.hi) / 2, j)
+                    dim = _candidate_split_dim(ctx, box, (box.lo + box.hi) / 2, weakest)
                 else:
                     unknown_reason = payload
                     dim = int(np.argmax(box.hi - box.lo))
             else:
                 if not split_allowed:
                     return done(UNKNOWN, "bounds do not prove the property and splitting is disabled")
-                j = int(np.argmin([np.max(row_lower[k][g]) for g in ctx.groups]))
-                dim = _candidate_split_dim(ctx, box, (box.lo + box.hi) / 2, j)
+                dim = _candidate_split_dim(ctx, box, (box.lo + box.hi) / 2, weakest)
             if np.max(box.hi - box.lo) <= 1e-9:
                 return done(UNKNOWN, "box too small to split further" + (f"; {unknown_reason}" if unknown_reason else ""))
             stats.boxes_split += 1
