@@ -68,6 +68,32 @@ def options_from_cfg(cfg):
     return method, Options(**v)
 
 
+def _sweep_cell(cfg, base: Path, multirun: bool):
+    """One cell of an experiment sweep (conf/experiment/): many images, rows.csv in the job dir."""
+    from collections import Counter
+
+    from .sweep import run_cell
+    try:
+        method, opts = options_from_cfg(cfg)
+        rows = run_cell(shift=str(cfg.shift.name), classifier_name=str(cfg.classifier.name),
+                        generator=_abs(cfg.model.generator, base), classifier=_abs(cfg.model.classifier, base),
+                        prior=_abs(cfg.model.prior, base), images=_abs(cfg.model.images, base),
+                        delta=float(cfg.spec.delta), method=method, options=opts,
+                        n_images=int(cfg.sweep.n_images), first_image=int(cfg.sweep.first_image),
+                        out_dir=".", resume=bool(cfg.sweep.get("resume", False)),
+                        progress=lambda s: print(s, flush=True))
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        if multirun:
+            return None
+        sys.exit(EXIT_ERROR)
+    counts = dict(Counter(r["status"] for r in rows))
+    print(f"cell done: {counts}; rows in {Path('rows.csv').resolve()}")
+    if multirun:
+        return counts
+    sys.exit(EXIT_DEFINITIVE if all(r["status"] in ("verified", "falsified") for r in rows) else EXIT_UNKNOWN)
+
+
 def verify_main() -> None:
     """``cegarnn-verify``: Hydra entry point (see conf/config.yaml)."""
     import hydra
@@ -84,6 +110,8 @@ def verify_main() -> None:
 
         from .verifier.cegar import run
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if cfg.get("sweep") is not None:
+            return _sweep_cell(cfg, start_dir, multirun)
         try:
             problem = build_problem(cfg, start_dir)
             method, opts = options_from_cfg(cfg)

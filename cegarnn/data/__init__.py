@@ -1,6 +1,6 @@
-"""Data: the MNIST IDX loader and realistic image shifts (rotation, shear, brightness, contrast)."""
+"""Data: the MNIST IDX loader and realistic image shifts (rotation, shear, scaling, brightness, contrast)."""
 from cegarnn.data.mnist import IDXFormatError, default_mnist_dirs, find_mnist_dir, load_mnist, read_idx
-from cegarnn.data.shifts import brightness, contrast, rotate, shear
+from cegarnn.data.shifts import SHIFTS, apply_shift, brightness, contrast, rotate, scale, shear
 
 __all__ = [
     "IDXFormatError",
@@ -10,6 +10,9 @@ __all__ = [
     "read_idx",
     "rotate",
     "shear",
+    "scale",
+    "SHIFTS",
+    "apply_shift",
     "brightness",
     "contrast",
 ]

@@ -13,13 +13,17 @@ Conventions (image coordinates: row down, column right):
   ``rotate(x, 90)`` equals ``np.rot90(x)`` on square images.
 - ``shear(images, s)``: horizontal shear; the pixel at row offset ``dr`` from the centre moves
   by ``s * dr`` columns (positive ``s`` leans the top to the left and the bottom to the right).
+- ``scale(images, f)``: zoom by factor ``f`` about the centre (``f > 1`` enlarges the digit).
+
+``SHIFTS`` maps each shift's name to ``(function, (low, high))``: the transformation and the range
+of its nuisance parameter used to train the generative models (``experiments/train_shift_models.py``).
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["rotate", "shear", "brightness", "contrast", "affine"]
+__all__ = ["rotate", "shear", "scale", "brightness", "contrast", "affine", "SHIFTS", "apply_shift"]
 
 
 def _as_batch(images):
@@ -105,3 +109,31 @@ def contrast(images, c) -> np.ndarray:
     c = _per_image(c, x.shape[0], "c").astype(np.float32)
     out = np.clip((x - 0.5) * c[:, None, None] + 0.5, 0.0, 1.0).astype(np.float32)
     return out[0] if single else out
+
+
+def scale(images, f) -> np.ndarray:
+    """Zoom by factor ``f`` (scalar or one per image, > 0) about the centre; ``f > 1`` enlarges."""
+    x, single = _as_batch(images)
+    f = _per_image(f, x.shape[0], "f")
+    if not np.all(f > 0):
+        raise ValueError(f"scale factors must be > 0, got min {f.min()}")
+    inv, zero = 1.0 / f, np.zeros_like(f)
+    m = np.stack([np.stack([inv, zero], -1), np.stack([zero, inv], -1)], -2)
+    out = affine(x, m)
+    return out[0] if single else out
+
+
+SHIFTS = {
+    "rotation": (rotate, (-30.0, 30.0)),      # degrees
+    "shear": (shear, (-0.4, 0.4)),            # horizontal shear factor
+    "scaling": (scale, (0.75, 1.25)),         # zoom factor
+    "brightness": (brightness, (-0.4, 0.4)),  # added to every pixel
+    "contrast": (contrast, (0.4, 1.6)),       # factor on the deviation from 0.5
+}
+
+
+def apply_shift(name: str, images, theta) -> np.ndarray:
+    """``SHIFTS[name]`` applied with parameter ``theta`` (scalar or one per image)."""
+    if name not in SHIFTS:
+        raise ValueError(f"unknown shift {name!r}; known: {', '.join(SHIFTS)}")
+    return SHIFTS[name][0](images, theta)

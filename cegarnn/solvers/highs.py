@@ -266,29 +266,47 @@ class HighsBackend:
 
         maximise = p.sense == "max"
         reason = {}
-        callback = None
-        if self._has_int and (target is not None or cutoff is not None):
-            def callback(event):
-                out = event.data_out
-                stop = False
-                if target is not None:
-                    pb = out.mip_primal_bound
-                    if np.isfinite(pb) and (pb > target if maximise else pb < target):
-                        stop = True
-                        reason.setdefault("why", f"incumbent {pb:.10g} better than target {target:.10g}")
-                if cutoff is not None:
-                    db = out.mip_dual_bound
-                    if np.isfinite(db) and (db <= cutoff if maximise else db >= cutoff):
-                        stop = True
-                        reason.setdefault("why", f"bound {db:.10g} shows nothing better than cutoff {cutoff:.10g}")
-                # always write the flag: HiGHS keeps it between runs
-                event.data_in.user_interrupt = stop
-            h.cbMipInterrupt.subscribe(callback)
+        # HiGHS checks its own time limit too rarely in places (seen: 9 s of root cut separation
+        # past a 10 s limit), so the callbacks also stop the run at the deadline.
+        deadline = None if time_limit is None else t0 + max(0.0, float(time_limit))
+
+        def past_deadline() -> bool:
+            if deadline is not None and time.perf_counter() > deadline:
+                reason.setdefault("why", "time limit (deadline callback)")
+                return True
+            return False
+
+        def mip_callback(event):
+            out = event.data_out
+            stop = past_deadline()
+            if target is not None:
+                pb = out.mip_primal_bound
+                if np.isfinite(pb) and (pb > target if maximise else pb < target):
+                    stop = True
+                    reason.setdefault("why", f"incumbent {pb:.10g} better than target {target:.10g}")
+            if cutoff is not None:
+                db = out.mip_dual_bound
+                if np.isfinite(db) and (db <= cutoff if maximise else db >= cutoff):
+                    stop = True
+                    reason.setdefault("why", f"bound {db:.10g} shows nothing better than cutoff {cutoff:.10g}")
+            # always write the flag: HiGHS keeps it between runs
+            event.data_in.user_interrupt = stop
+
+        def lp_callback(event):
+            event.data_in.user_interrupt = past_deadline()
+
+        subscribed = []
+        if self._has_int and (target is not None or cutoff is not None or deadline is not None):
+            subscribed.append((h.cbMipInterrupt, mip_callback))
+        if deadline is not None:
+            subscribed += [(h.cbSimplexInterrupt, lp_callback), (h.cbIpmInterrupt, lp_callback)]
+        for cb, fn in subscribed:
+            cb.subscribe(fn)
         try:
             run_status = h.run()
         finally:
-            if callback is not None:
-                h.cbMipInterrupt.unsubscribe(callback)
+            for cb, fn in subscribed:
+                cb.unsubscribe(fn)
             if verbose:
                 self._set("output_flag", False)
         if h.getModelStatus() == highspy.HighsModelStatus.kUnboundedOrInfeasible:
@@ -337,7 +355,9 @@ class HighsBackend:
         elif status is Status.OPTIMAL:
             bound = objective
         message = h.modelStatusToString(model_status)
-        if status is Status.INTERRUPTED and why:
+        if status is Status.INTERRUPTED and why.startswith("time limit"):
+            status = Status.TIME_LIMIT
+        if status in (Status.INTERRUPTED, Status.TIME_LIMIT) and why:
             message += f": {why}"
         return Solution(status=status, x=x, objective=objective, bound=bound,
                         time=time.perf_counter() - t0, message=message,

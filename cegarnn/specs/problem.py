@@ -101,7 +101,7 @@ def model_reference(obj):
 
 def generative_problem(generator, classifier, x, label: int, *, latent_lower=None, latent_upper=None,
                        prior=None, delta: Optional[float] = None, latent_dim: Optional[int] = None,
-                       name: str = "") -> Problem:
+                       name: str = "", generator_reference=None, classifier_reference=None) -> Problem:
     """Does ``classifier(generator([x, z]))`` keep ``label`` for all ``z`` in the latent box?
 
     ``generator``: torch module, ONNX path or Network taking ``[x_flat, z]`` (image first, latent
@@ -110,6 +110,9 @@ def generative_problem(generator, classifier, x, label: int, *, latent_lower=Non
     Latent box: ``latent_lower/upper``, or ``prior`` (``x -> (mu, log sigma^2)``, 2·k outputs) with
     radius ``delta``: ``mu ± delta·sigma``.
     The returned problem's network has only ``z`` as input (``x`` is folded into the first bias).
+    ``generator_reference`` / ``classifier_reference``: float64 callables of the original models
+    (default: ``model_reference`` of ``generator`` / ``classifier``); pass them when building many
+    problems from the same loaded networks, so the original models are not reloaded each time.
     """
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if prior is not None:
@@ -150,8 +153,10 @@ def generative_problem(generator, classifier, x, label: int, *, latent_lower=Non
     except NetworkError as e:
         raise SpecError(f"cannot fold the image into the generator: {e}") from None
 
-    gref = model_reference(generator)
-    cref = model_reference(classifier) if classifier is not None else None
+    gref = generator_reference if generator_reference is not None else model_reference(generator)
+    cref = None
+    if classifier is not None:
+        cref = classifier_reference if classifier_reference is not None else model_reference(classifier)
 
     def full_input(z):
         z = np.asarray(z, dtype=np.float64)

@@ -61,7 +61,7 @@ class Options:
     max_iterations: int = 1_000_000  # boxes processed + refinement rounds
     batch_size: int = 64             # boxes bounded per CROWN call
     solver_min_depth: int = -1       # input policy: LP/MILP only on boxes at depth >= this (-1: twice the number of free inputs)
-    solver_time_share: float = 0.25  # input policy: skip the solver while it has used more than this share of the time
+    solver_time_share: float = 0.25  # input policy: skip the solver while it has used more than this share of the time (scaled by (1 + boxes it closed) / (1 + boxes it tried))
     solve_time_cap: float = 2.0      # input policy: seconds per solver call on one box (then split it)
     relu_exact_max: int = 40         # input policy: exact ReLUs (binaries) only if a box has <= this many unstable
     attack: bool = True
@@ -372,6 +372,7 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
     use_solver = method == "cegar"
     split_allowed = method == "bab-crown" or ctx.policy == "input"
     unknown_reason = None
+    solver_tried = solver_closed = 0
     while queue:
         ctx.check_time()
         if stats.iterations >= opts.max_iterations:
@@ -399,10 +400,15 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
             weakest = int(np.argmin(disj_lower[k]))     # disjunct the bounds are furthest from excluding
             elapsed = time.perf_counter() - ctx.start
             min_depth = opts.solver_min_depth if opts.solver_min_depth >= 0 else 2 * problem.n_free
+            # the solver's time share shrinks while it fails to close boxes (on easy latent boxes
+            # CROWN bisection closes them ~100x cheaper than one LP), and recovers when it succeeds
+            share = opts.solver_time_share * (1 + solver_closed) / (1 + solver_tried)
             if use_solver and (not split_allowed or (box.depth >= min_depth and
-                                                     stats.time_solver <= opts.solver_time_share * elapsed)):
+                                                     stats.time_solver <= share * elapsed)):
                 status, payload = _solve_box(ctx, box, bnds.pick(k), refine=True)
+                solver_tried += 1
                 if status == "closed":
+                    solver_closed += 1
                     continue
                 if status == "falsified":
                     return done(FALSIFIED, "solver counterexample confirmed", payload)
