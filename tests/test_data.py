@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cegarnn.data import IDXFormatError, brightness, contrast, find_mnist_dir, load_mnist, read_idx, rotate, shear
+from cegarnn.data import (SHIFTS, IDXFormatError, apply_shift, brightness, contrast, find_mnist_dir, load_mnist,
+                          read_idx, rotate, scale, shear)
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "experiments" / "models"
@@ -118,6 +119,7 @@ def test_shift_identity(batch):
     np.testing.assert_array_equal(rotate(batch, 0.0), batch)
     np.testing.assert_array_equal(shear(batch, 0.0), batch)
     np.testing.assert_array_equal(brightness(batch, 0.0), batch)
+    np.testing.assert_array_equal(scale(batch, 1.0), batch)
     np.testing.assert_allclose(contrast(batch, 1.0), batch, atol=1e-7)
     np.testing.assert_array_equal(rotate(batch[0], 0.0), batch[0])  # single image
 
@@ -127,6 +129,7 @@ def test_shift_identity(batch):
     (shear, [-0.4, 0.1, 0.3, 1.0]),
     (brightness, [-0.5, 0.2, 0.7, 1.5]),
     (contrast, [0.3, 1.5, 2.0, 4.0]),
+    (scale, [0.5, 0.8, 1.25, 3.0]),
 ])
 def test_shift_values_in_unit_interval_and_shapes(batch, fn, params):
     out = fn(batch, np.array(params))
@@ -135,6 +138,28 @@ def test_shift_values_in_unit_interval_and_shapes(batch, fn, params):
     assert not np.array_equal(out, batch)
     # per-image parameters = one call per image
     np.testing.assert_allclose(out[1], fn(batch[1], params[1]), atol=1e-7)
+
+
+def test_scale_known_pattern():
+    x = np.zeros((28, 28), np.float32)
+    x[12:16, 12:16] = 1.0                     # 4x4 block centred on (13.5, 13.5)
+    big = scale(x, 2.0)
+    assert big[11:17, 11:17].min() > 0.99      # the block doubles about the centre (6x6 fully on, bilinear edges)
+    assert big[:9].max() == 0 and big[19:].max() == 0
+    assert abs(scale(x, 0.5).sum() - 4.0) < 1e-4   # area / 4 (bilinear keeps the mass)
+    with pytest.raises(ValueError, match="> 0"):
+        scale(x, 0.0)
+
+
+def test_shift_registry_ranges_and_apply_shift(batch):
+    assert set(SHIFTS) == {"rotation", "shear", "scaling", "brightness", "contrast"}
+    for name, (fn, (lo, hi)) in SHIFTS.items():
+        assert lo < hi
+        np.testing.assert_array_equal(apply_shift(name, batch, lo), fn(batch, lo))
+        out = apply_shift(name, batch, np.array([lo, hi, lo, hi]))
+        assert 0.0 <= out.min() and out.max() <= 1.0
+    with pytest.raises(ValueError, match="unknown shift 'fog'"):
+        apply_shift("fog", batch, 0.1)
 
 
 def test_rotate_90_known_pattern():
