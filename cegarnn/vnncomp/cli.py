@@ -1,11 +1,15 @@
-"""The ``cegarnn`` command: VNN-COMP style instances, benchmark runs and result comparison.
+"""The ``cegarnn`` command: VNN-COMP style instances, benchmark runs, result comparison and the
+report of a distribution-shift sweep.
 
     cegarnn vnnlib NETWORK.onnx PROPERTY.vnnlib [--timeout S] [--out RESULT] [--method M] [--seed N]
     cegarnn bench INSTANCES.csv [--out results.csv] [--workers N] [--timeout-scale F] [--resume] [--limit N]
     cegarnn compare results.csv OTHER_TOOL.csv ...
+    cegarnn report SWEEP_ROOT [SWEEP_ROOT ...] --out DIR [--title T]
 
 Exit codes of ``vnnlib``: 0 sat/unsat, 1 timeout/unknown, 2 error. ``compare`` exits 1 when two
-tools disagree on a definitive answer.
+tools disagree on a definitive answer. ``report`` (tables and plots from every ``rows.csv`` below
+the roots, see ``cegarnn.report``) exits 1 when two methods disagree on a definitive answer and 2
+on bad input.
 """
 from __future__ import annotations
 
@@ -132,6 +136,26 @@ def cmd_compare(a) -> int:
     return 1 if n else 0
 
 
+def cmd_report(a) -> int:
+    from ..report import write_report
+    try:
+        info = write_report(a.roots, a.out, title=a.title)
+    except (OSError, ValueError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    dup = f" ({info['n_duplicates']} duplicate(s) dropped)" if info["n_duplicates"] else ""
+    print(f"rows: {info['n_rows']} from {info['n_files']} rows.csv file(s){dup}; "
+          f"counterexamples: {info['n_counterexamples']}")
+    print(f"disagreements: {info['n_disagreements']}")
+    for d in info["disagreements"]:
+        st = ", ".join(f"{m}={s}" for m, s in d["statuses"].items())
+        print(f"!!! DISAGREEMENT {d['classifier']} {d['shift']} delta={d['delta']:g} image {d['image']}: {st}")
+    print(f"files ({len(info['files'])}):")
+    for f in info["files"]:
+        print(f"  {f}")
+    return 1 if info["n_disagreements"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cegarnn", description="cegarnn: VNN-COMP style verification commands")
     sub = p.add_subparsers(dest="command", required=True)
@@ -169,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("results", nargs="+", help="results CSVs; the first one is the reference")
     c.add_argument("--union", action="store_true", help="count over the instances of all files")
     c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("report", help="tables and plots of a distribution-shift sweep (rows.csv of every job)")
+    r.add_argument("roots", nargs="+", metavar="ROOT", help="sweep root(s); every rows.csv below is read")
+    r.add_argument("--out", required=True, help="output directory (results.csv, tables.md, *.png)")
+    r.add_argument("--title", default="Distribution-shift experiment", help="title of tables.md and the plots")
+    r.set_defaults(func=cmd_report)
     return p
 
 
