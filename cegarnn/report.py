@@ -25,11 +25,9 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from .sweep import COLUMNS   # the rows.csv schema is defined where the rows are written
 
-COLUMNS = ("shift", "classifier", "delta", "method", "image", "mnist_index", "label", "status", "reason",
-           "time", "time_limit", "iterations", "breakpoints", "binaries", "boxes", "solver_calls",
-           "time_attack", "time_bounds", "time_encode", "time_solver", "found_by", "cex_margin", "cex_pred")
+log = logging.getLogger(__name__)
 
 STATUSES = ("verified", "falsified", "unknown", "error")
 DEFINITIVE = ("verified", "falsified")
