@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench experiments clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python experiments/bench_encoder.py
+
+# the distribution-shift experiment (EXPERIMENTS.md): full sweep (~1.5 h on 2 cores), then the report
+SWEEP_DIR ?= multirun/shift_sweep/latest
+experiments: $(STAMP)
+	$(BIN)/cegarnn-verify -m experiment=shift_sweep hydra.sweep.dir=$(SWEEP_DIR)
+	$(BIN)/cegarnn report $(SWEEP_DIR) --out experiments/results/shift_sweep
 
 clean:
 	rm -rf $(VENV)
