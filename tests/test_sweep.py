@@ -166,6 +166,6 @@ def test_milp_baseline_respects_its_time_limit():
     d = SHIFT_DIR / "shear"
     p = generative_problem(d / "generator.onnx", MLP, x[4], int(y[4]), prior=d / "prior.onnx", delta=0.5)
     t = time.perf_counter()
-    r = run(p, "lp", Options(time_limit=2.0))
+    r = run(p, "lp", Options(time_limit=5.0))     # the sub-MIP starts after ~3.8 s here
     assert r.status == "unknown"
-    assert time.perf_counter() - t < 2.0 + 1.5
+    assert time.perf_counter() - t < 5.0 + 1.5     # was 13.2 s
