@@ -55,9 +55,9 @@ def build_classifier() -> nn.Sequential:
     )
 
 
-def build_generator(latent: int = LATENT) -> nn.Sequential:
+def build_generator(latent: int = LATENT, hidden: int = 200) -> nn.Sequential:
     """G([x_flat, z]): input (N, 784 + latent), output (N, 784) in (0, 1) (row-major 28x28)."""
-    return nn.Sequential(nn.Linear(IMG + latent, 200), nn.ReLU(), nn.Linear(200, IMG), nn.Sigmoid())
+    return nn.Sequential(nn.Linear(IMG + latent, hidden), nn.ReLU(), nn.Linear(hidden, IMG), nn.Sigmoid())
 
 
 def build_prior(latent: int = LATENT) -> nn.Sequential:
@@ -210,18 +210,19 @@ def kl_diag(mu_q, lv_q, mu_p, lv_p):
     return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(-1)
 
 
-def train_cvae(xtr, epochs, rng, gen, log):
-    from cegarnn.data.shifts import rotate
+def train_cvae(xtr, epochs, rng, gen, log, shift: str = "rotation", hidden: int = 200):
+    """CVAE on pairs (x, T_theta(x)), theta ~ U(SHIFTS[shift] range) drawn afresh each epoch."""
+    from cegarnn.data.shifts import SHIFTS, apply_shift
 
-    prior, enc, G = build_prior(), build_encoder(), build_generator()
+    lo, hi = SHIFTS[shift][1]
+    prior, enc, G = build_prior(), build_encoder(), build_generator(hidden=hidden)
     params = [*prior.parameters(), *enc.parameters(), *G.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     n = len(xtr)
     xf = torch.from_numpy(xtr.reshape(n, IMG))
     for ep in range(epochs):
-        theta = rng.uniform(-MAX_DEGREES, MAX_DEGREES, n)
-        xs = torch.from_numpy(rotate(xtr, theta).reshape(n, IMG))
+        xs = torch.from_numpy(apply_shift(shift, xtr, rng.uniform(lo, hi, n)).reshape(n, IMG))
         tot_rec = tot_kl = 0.0
         for idx in _batches(n, 128, gen):
             x, x2 = xf[idx], xs[idx]
@@ -238,7 +239,7 @@ def train_cvae(xtr, epochs, rng, gen, log):
             tot_rec += rec.sum().item()
             tot_kl += kl.sum().item()
         sched.step()
-        log(f"  cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
+        log(f"  {shift} cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
     for m in (prior, enc, G):
         m.eval()
     return prior, enc, G

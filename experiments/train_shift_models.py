@@ -35,19 +35,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from train_demo_models import (IMG, LATENT, _batches, accuracy, build_encoder, build_prior,  # noqa: E402
-                               check_onnx, kl_diag, sequential_to_onnx)
+from train_demo_models import (IMG, LATENT, _batches, accuracy, check_onnx, sequential_to_onnx,  # noqa: E402
+                               train_cvae)
 
 DEFAULT_OUT = HERE / "models" / "shifts"
 MLP_ONNX = HERE / "models" / "classifier.onnx"
 HIDDEN = 100
 N_TEST_IMAGES = 60
 DELTAS = (0.5, 1.0, 2.0, 3.0)
-
-
-def build_generator(hidden: int = HIDDEN, latent: int = LATENT) -> nn.Sequential:
-    """G([x_flat, z]): (N, 784 + latent) -> (N, 784) in (0, 1)."""
-    return nn.Sequential(nn.Linear(IMG + latent, hidden), nn.ReLU(), nn.Linear(hidden, IMG), nn.Sigmoid())
 
 
 class ConvClassifier(nn.Module):
@@ -114,38 +109,6 @@ def train_conv(xtr, ytr, xte, yte, epochs, gen, log):
         model.eval()
         log(f"  conv epoch {ep + 1}/{epochs}: test acc {accuracy(model, xte, yte):.4f}")
     return model
-
-
-def train_cvae(shift, xtr, epochs, hidden, rng, gen, log):
-    from cegarnn.data.shifts import SHIFTS, apply_shift
-
-    lo, hi = SHIFTS[shift][1]
-    prior, enc, G = build_prior(), build_encoder(), build_generator(hidden)
-    opt = torch.optim.Adam([*prior.parameters(), *enc.parameters(), *G.parameters()], lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    n = len(xtr)
-    xf = torch.from_numpy(xtr.reshape(n, IMG))
-    for ep in range(epochs):
-        xs = torch.from_numpy(apply_shift(shift, xtr, rng.uniform(lo, hi, n)).reshape(n, IMG))
-        tot_rec = tot_kl = 0.0
-        for idx in _batches(n, 128, gen):
-            x, x2 = xf[idx], xs[idx]
-            mu_p, lv_p = prior(x).chunk(2, -1)
-            mu_q, lv_q = enc(torch.cat([x, x2], 1)).chunk(2, -1)
-            z = mu_q + torch.randn(mu_q.shape, generator=gen) * (0.5 * lv_q).exp()
-            rec = F.binary_cross_entropy(G(torch.cat([x, z], 1)), x2, reduction="none").sum(1)
-            kl = kl_diag(mu_q, lv_q, mu_p, lv_p)
-            loss = (rec + kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot_rec += rec.sum().item()
-            tot_kl += kl.sum().item()
-        sched.step()
-        log(f"  {shift} cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
-    for m in (prior, enc, G):
-        m.eval()
-    return prior, enc, G
 
 
 def reconstruction(shift, prior, enc, G, x, rng):
@@ -284,7 +247,7 @@ def main(argv=None) -> int:
         d = args.out / shift
         d.mkdir(parents=True, exist_ok=True)
         t = time.time()
-        prior, enc, G = train_cvae(shift, xtr, args.epochs_cvae, args.hidden, rng, gen, log)
+        prior, enc, G = train_cvae(xtr, args.epochs_cvae, rng, gen, log, shift=shift, hidden=args.hidden)
         secs = round(time.time() - t, 1)
         sequential_to_onnx(G, IMG + LATENT, d / "generator.onnx", f"generator_{shift}")
         sequential_to_onnx(prior, IMG, d / "prior.onnx", f"prior_{shift}")
