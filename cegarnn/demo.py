@@ -23,7 +23,7 @@ def _parse(argv):
     p.add_argument("--models", default=str(MODELS), help="folder with generator/prior/classifier .onnx and test_images.npz")
     p.add_argument("--images", type=int, default=6, help="number of test images (default 6)")
     p.add_argument("--deltas", type=float, nargs="+", default=[1.0, 3.0], help="latent radii in units of sigma")
-    p.add_argument("--method", default="cegar", help="cegar | lp | milp-fixed | crown | bab-crown")
+    p.add_argument("--method", default="cegar", help="cegar | lp | milp-fixed | crown | bab-crown | marabou")
     p.add_argument("--time-limit", type=float, default=30.0, help="seconds per instance")
     p.add_argument("--out", default="demo.png", help="PNG to write")
     p.add_argument("--samples", type=int, default=6, help="generator samples per row of the picture")

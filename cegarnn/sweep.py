@@ -45,8 +45,13 @@ def run_cell(*, shift: str, classifier_name: str, generator, classifier, prior, 
     """
     from .network import load_network
     from .specs.problem import generative_problem, model_reference
-    from .verifier.cegar import run
+    from .verifier import marabou
+    from .verifier.cegar import METHODS, run
 
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "marabou" and not marabou.available():
+        raise ValueError(marabou.INSTALL_HINT)      # the sweep grid runs marabou only where installed
     if delta < 0:
         raise ValueError(f"delta must be >= 0, got {delta}")
     if n_images < 1 or first_image < 0:

@@ -26,7 +26,7 @@ from cegarnn.cli import CONF_DIR, options_from_cfg
 ROOT = Path(__file__).resolve().parents[1]
 SHIFT_MODELS = ROOT / "experiments" / "models" / "shifts"
 SWEEP = "shift_sweep"                      # the experiment the launcher configs are meant for
-METHODS = {"cegar", "lp", "milp-fixed", "crown", "bab-crown"}
+METHODS = {"cegar", "lp", "milp-fixed", "crown", "bab-crown", "marabou"}
 SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"

@@ -75,7 +75,7 @@ def test_cegar_agrees_with_grid_ground_truth(seed, radius):
     assert res.decided, res.reason
 
 
-@pytest.mark.parametrize("method", ["lp", "milp-fixed", "crown", "bab-crown"])
+@pytest.mark.parametrize("method", ["lp", "milp-fixed", "crown", "bab-crown", "marabou"])
 def test_baselines_never_contradict_ground_truth(method):
     for seed, radius in CASES[::3]:
         prob, G, C, x, label, lo, hi = make_case(seed, radius)

@@ -16,7 +16,7 @@ def verify(problem_or_network, lower=None, upper=None, unsafe=None, *, method: s
     """Verify a :class:`~cegarnn.specs.problem.Problem`, or a network (IR, torch module or ONNX path)
     with an input box ``lower..upper`` and an :class:`~cegarnn.specs.property.UnsafeRegion`.
 
-    ``method``: 'cegar' (default), 'lp', 'milp-fixed', 'crown', 'bab-crown'. Other keyword options
+    ``method``: 'cegar' (default), 'lp', 'milp-fixed', 'crown', 'bab-crown', 'marabou'. Other keyword options
     are the fields of :class:`cegarnn.verifier.cegar.Options` (bounds, backend, policy, top_k, ...).
     Returns a :class:`Result`: 'verified' only from a proof, 'falsified' only with a counterexample
     confirmed on the IR and the original model, otherwise 'unknown' with the reason.

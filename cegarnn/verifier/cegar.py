@@ -13,7 +13,8 @@ Flow for one problem (``method='cegar'``)::
 
 Baselines share every part: ``crown`` (bounds only), ``bab-crown`` (input splitting with bounds
 only), ``lp`` (one abstraction solve, no refinement), ``milp-fixed`` (k uniform segments up front,
-no refinement). Every method answers ``verified`` only from a proof, ``falsified`` only with a
+no refinement); ``marabou`` hands the box to the Marabou SMT solver (:mod:`.marabou`).
+Every method answers ``verified`` only from a proof, ``falsified`` only with a
 counterexample confirmed on the IR and the original model, else ``unknown`` with the reason.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .result import FALSIFIED, UNKNOWN, VERIFIED, Result, Stats
 
 log = logging.getLogger("cegarnn.verify")
 
-METHODS = ("cegar", "lp", "milp-fixed", "crown", "bab-crown")
+METHODS = ("cegar", "lp", "milp-fixed", "crown", "bab-crown", "marabou")
 POLICIES = ("auto", "input", "segments")
 
 
@@ -326,6 +327,10 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
         raise ValueError(f"unknown policy {opts.policy!r}; choose one of {', '.join(POLICIES)}")
     if not opts.time_limit > 0:
         raise ValueError("time_limit must be > 0 seconds")
+    if method == "marabou":
+        from . import marabou
+        if not marabou.available():
+            raise RuntimeError(marabou.INSTALL_HINT)
     start = time.perf_counter()
     stats = Stats()
     C, d, groups = problem.unsafe.stacked
@@ -348,6 +353,12 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
             if cex is not None:
                 return done(FALSIFIED, "counterexample found by " + cex.found_by, cex)
         ctx.check_time()
+        if method == "marabou":
+            from . import marabou
+            if ctx.remaining() < 1.0:       # Marabou's timeout is in whole seconds
+                raise _Timeout()
+            return marabou.solve(problem, spec_net, groups, marabou.whole_seconds(ctx.remaining()), stats,
+                                 method, start)
         if method in ("crown", "lp", "milp-fixed"):
             b = _bounds(ctx, problem.lower, problem.upper)
             if _proved(ctx, b.lower[-1]):

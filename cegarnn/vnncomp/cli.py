@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=float, default=60.0, help="seconds for all input boxes together (default 60)")
     v.add_argument("--out", help="write the VNN-COMP result file here")
     v.add_argument("--stats", help=argparse.SUPPRESS)        # JSON for the benchmark runner
-    v.add_argument("--method", default="cegar", help="cegar (default), lp, milp-fixed, crown, bab-crown")
+    v.add_argument("--method", default="cegar", help="cegar (default), lp, milp-fixed, crown, bab-crown, marabou")
     v.add_argument("--seed", type=int, default=None)
     v.add_argument("--memory-gb", type=float, default=None, help="address-space limit for this process")
     v.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",

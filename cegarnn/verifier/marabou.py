@@ -1,0 +1,150 @@
+"""The ``marabou`` baseline: the same problem handed to the Marabou SMT verifier (``maraboupy``).
+
+The spec network (outputs ``C_all y - d_all``) is written as one Marabou input query: a variable
+per neuron, an equation per affine output, Marabou's own ReLU and sigmoid constraints, the input
+box as variable bounds, and the unsafe region as one disjunction (disjunct ``j``: every row of
+group ``j`` ``<= 0``). Marabou's ``unsat`` is its proof (``verified``); its ``sat`` assignment
+(seen on ReLU networks; with sigmoids Marabou 2.0 answers ``UNKNOWN`` instead of ``sat``) counts only once :func:`~cegarnn.verifier.confirm.confirm` reproduces it on the IR and the
+original model (``falsified``), otherwise the answer is ``unknown``. Marabou takes whole seconds
+as its timeout, so it gets ``floor`` of the time left after the shared attack.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..network.ir import Affine, Network, ReLU, Sigmoid
+from ..specs.problem import Problem
+from .confirm import confirm
+from .result import FALSIFIED, UNKNOWN, VERIFIED, Result, Stats
+
+INSTALL_HINT = "the marabou method needs maraboupy: pip install 'maraboupy==2.0.0' (or pip install -e '.[marabou]')"
+
+
+def available() -> bool:
+    """True iff maraboupy's compiled core imports."""
+    try:
+        from maraboupy import MarabouCore  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _core():
+    try:
+        from maraboupy import MarabouCore
+    except ImportError as e:
+        raise RuntimeError(f"{INSTALL_HINT} ({e})") from e
+    return MarabouCore
+
+
+def build_query(network: Network, lower: np.ndarray, upper: np.ndarray, groups: list):
+    """Marabou ``InputQuery`` for: some input in ``lower..upper`` makes every output row of some
+    group ``<= 0``. Returns ``(query, input_vars, output_vars)``. Raises ``ValueError`` for layers
+    Marabou has no constraint for (tanh)."""
+    core = _core()
+    ipq = core.InputQuery()
+    n_vars = 0
+
+    def new_vars(n):
+        nonlocal n_vars
+        v = np.arange(n_vars, n_vars + n)
+        n_vars += n
+        return v
+
+    equations, relus, sigmoids = [], [], []
+    inputs = cur = new_vars(network.n_inputs)
+    for i, layer in enumerate(network.layers):
+        if isinstance(layer, Affine):
+            out = new_vars(layer.out_size)
+            W = sp.csr_matrix(layer.W)
+            for r in range(layer.out_size):
+                eq = core.Equation(core.Equation.EQ)       # sum_c W[r,c] x_c - y_r = -b_r
+                row = slice(W.indptr[r], W.indptr[r + 1])
+                for c, w in zip(W.indices[row], W.data[row]):
+                    if w != 0.0:
+                        eq.addAddend(float(w), int(cur[c]))
+                eq.addAddend(-1.0, int(out[r]))
+                eq.setScalar(-float(layer.b[r]))
+                equations.append(eq)
+            cur = out
+        elif isinstance(layer, (ReLU, Sigmoid)):
+            out = new_vars(len(cur))
+            (relus if isinstance(layer, ReLU) else sigmoids).extend(zip(cur.tolist(), out.tolist()))
+            cur = out
+        else:
+            raise ValueError(f"layer {i}: Marabou has no constraint for {type(layer).__name__}")
+    ipq.setNumberOfVariables(n_vars)
+    for k, v in enumerate(inputs):
+        ipq.markInputVariable(int(v), k)
+        ipq.setLowerBound(int(v), float(lower[k]))
+        ipq.setUpperBound(int(v), float(upper[k]))
+    for k, v in enumerate(cur):
+        ipq.markOutputVariable(int(v), k)
+    for eq in equations:
+        ipq.addEquation(eq)
+    for a, b in relus:
+        core.addReluConstraint(ipq, a, b)
+    for a, b in sigmoids:
+        core.addSigmoidConstraint(ipq, a, b)
+    disjuncts = []
+    for g in groups:
+        conj = []
+        for r in g:
+            eq = core.Equation(core.Equation.LE)            # output row <= 0
+            eq.addAddend(1.0, int(cur[r]))
+            eq.setScalar(0.0)
+            conj.append(eq)
+        disjuncts.append(conj)
+    if len(disjuncts) == 1:
+        for eq in disjuncts[0]:
+            ipq.addEquation(eq)
+    else:
+        core.addDisjunctionConstraint(ipq, disjuncts)
+    return ipq, inputs, cur
+
+
+def solve(problem: Problem, spec_net: Network, groups: list, seconds: int, stats: Stats, method: str,
+          start: float) -> Result:
+    """One Marabou call on the whole box with a timeout of ``seconds`` (>= 1) whole seconds."""
+    core = _core()
+    t = time.perf_counter()
+    ipq, inputs, _ = build_query(spec_net, problem.lower, problem.upper, groups)
+    stats.time_encode += time.perf_counter() - t
+    options = core.Options()
+    options._timeoutInSeconds = int(seconds)
+    options._verbosity = 0
+    options._numWorkers = 1
+    options._numBlasThreads = 1
+    t = time.perf_counter()
+    exit_code, values, _ = core.solve(ipq, options, "")
+    stats.time_solver += time.perf_counter() - t
+    stats.solver_calls += 1
+    stats.iterations += 1
+
+    def done(status, reason, cex=None):
+        stats.wall_time = time.perf_counter() - start
+        return Result(status, reason, method, cex, stats, problem.name)
+
+    if exit_code == "unsat":
+        return done(VERIFIED, "proved by Marabou (unsat)")
+    if exit_code == "sat":
+        z = np.array([values[int(v)] for v in inputs], dtype=np.float64)
+        cex = confirm(problem, z, "marabou")
+        if cex is not None:
+            return done(FALSIFIED, "Marabou counterexample confirmed", cex)
+        return done(UNKNOWN, "Marabou's sat assignment is not confirmed on the IR/original model")
+    if exit_code == "TIMEOUT":
+        return done(UNKNOWN, "time limit (Marabou timeout)")
+    if exit_code == "UNKNOWN" and any(isinstance(l, Sigmoid) for l in spec_net.layers):
+        return done(UNKNOWN, "Marabou answered UNKNOWN (it decides sigmoid constraints only by refuting; "
+                             "it returns no assignment)")
+    return done(UNKNOWN, f"Marabou answered {exit_code!r}")
+
+
+def whole_seconds(remaining: float) -> int:
+    """Marabou's timeout for ``remaining`` seconds: whole seconds, at least 1 (0 would mean none)."""
+    return max(1, int(math.floor(remaining)))
