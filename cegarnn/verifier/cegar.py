@@ -252,8 +252,11 @@ def _split(box: _Box, dim: int, counter) -> list[_Box]:
 
 
 # --------------------------------------------------------------------------- per-box solving
-def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments: Optional[int] = None):
-    """Decide one box with the abstraction. Returns ('closed'|'split'|'unknown', payload)."""
+def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments: Optional[int] = None,
+               box_time: Optional[float] = None):
+    """Decide one box with the abstraction (input policy: in at most ``box_time`` seconds of
+    solver calls, else 'split'). Returns ('closed'|'split'|'unknown', payload)."""
+    box_end = None if box_time is None else time.perf_counter() + box_time
     open_j = _open_disjuncts(ctx, bounds.lower[-1])
     if not open_j:
         return "closed", None
@@ -265,6 +268,12 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
         rounds = 0
         while True:
             cap = ctx.opts.solve_time_cap if (refine and ctx.policy == "input") else None
+            if box_end is not None:
+                cap = min(cap if cap is not None else np.inf, box_end - time.perf_counter())
+                if cap <= 0.01:
+                    ctx.stats.trajectory.append({"box_depth": box.depth, "disjunct": j, "move": "input-split",
+                                                 "reason": "solver budget spent"})
+                    return "split", None
             sol, bound, values = abst.solve(j, cap)
             ctx.stats.iterations += 1
             if bound is not None and bound > ctx.opts.tol:
@@ -358,7 +367,7 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
             if ctx.remaining() < 1.0:       # Marabou's timeout is in whole seconds
                 raise _Timeout()
             return marabou.solve(problem, spec_net, groups, marabou.whole_seconds(ctx.remaining()), stats,
-                                 method, start)
+                                 method, start, stop_at=start + opts.time_limit + 0.1)
         if method in ("crown", "lp", "milp-fixed"):
             b = _bounds(ctx, problem.lower, problem.upper)
             if _proved(ctx, b.lower[-1]):
@@ -417,9 +426,13 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
             # the solver's time share shrinks while it fails to close boxes (on easy latent boxes
             # CROWN bisection closes them ~100x cheaper than one LP), and recovers when it succeeds
             share = opts.solver_time_share * (1 + solver_closed) / (1 + solver_tried)
-            if use_solver and (not split_allowed or (box.depth >= min_depth and
+            # and one box never takes more than the share's budget of the whole time limit (a 2 s
+            # call in a 5 s run lost an instance that bisection alone proved at 3 s)
+            budget = min(opts.solve_time_cap, share * opts.time_limit - stats.time_solver)
+            if use_solver and (not split_allowed or (box.depth >= min_depth and budget >= 0.05 and
                                                      stats.time_solver <= share * elapsed)):
-                status, payload = _solve_box(ctx, box, bnds.pick(k), refine=True)
+                status, payload = _solve_box(ctx, box, bnds.pick(k), refine=True,
+                                             box_time=budget if split_allowed else None)
                 solver_tried += 1
                 if status == "closed":
                     solver_closed += 1

@@ -6,7 +6,8 @@ box as variable bounds, and the unsafe region as one disjunction (disjunct ``j``
 group ``j`` ``<= 0``). Marabou's ``unsat`` is its proof (``verified``); its ``sat`` assignment
 (seen on ReLU networks; with sigmoids Marabou 2.0 answers ``UNKNOWN`` instead of ``sat``) counts only once :func:`~cegarnn.verifier.confirm.confirm` reproduces it on the IR and the
 original model (``falsified``), otherwise the answer is ``unknown``. Marabou takes whole seconds
-as its timeout, so it gets ``floor`` of the time left after the shared attack.
+as its timeout, so it gets ``floor`` of the time left after the shared attack; it runs in a
+forked child that is killed shortly after that timeout, because its preprocessing overruns it.
 """
 from __future__ import annotations
 
@@ -107,21 +108,70 @@ def build_query(network: Network, lower: np.ndarray, upper: np.ndarray, groups: 
     return ipq, inputs, cur
 
 
+def _solve_in_child(spec_net: Network, lower, upper, groups, seconds: int, stop_at: float):
+    """Build and solve the query in a forked child, killed at ``stop_at`` (``time.perf_counter``)
+    if it has not answered: Marabou's preprocessing does not watch the clock (measured: 22 s
+    under a 4 s timeout). Returns ``(exit_code, input_values or None, encode_seconds, solve_seconds)``;
+    exit_code ``'KILLED'`` when the child had to be stopped."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")          # no re-import; the child only runs Marabou's C++ core
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        try:
+            t = time.perf_counter()
+            core = _core()
+            ipq, inputs, _ = build_query(spec_net, lower, upper, groups)
+            t_enc = time.perf_counter() - t
+            send.send(t_enc)
+            options = core.Options()
+            options._timeoutInSeconds = int(seconds)
+            options._verbosity = 0
+            options._numWorkers = 1
+            options._numBlasThreads = 1
+            t = time.perf_counter()
+            exit_code, values, _ = core.solve(ipq, options, "")
+            z = [values[int(v)] for v in inputs] if exit_code == "sat" else None
+            send.send((exit_code, z, t_enc, time.perf_counter() - t))
+        except BaseException as e:        # noqa: BLE001 - reported to the parent, never raised in the child
+            send.send(("ERROR: " + f"{type(e).__name__}: {e}", None, 0.0, 0.0))
+        finally:
+            send.close()
+
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    t_enc = 0.0
+    try:
+        while recv.poll(max(0.0, stop_at - time.perf_counter())):
+            msg = recv.recv()
+            if not isinstance(msg, tuple):
+                t_enc = msg                 # the query is built
+                continue
+            return msg
+        return "KILLED", None, t_enc, time.perf_counter() - t0 - t_enc
+    except EOFError:                        # the child died without an answer
+        return (f"ERROR: Marabou process exited with code {proc.exitcode}", None, t_enc,
+                time.perf_counter() - t0 - t_enc)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+
+
 def solve(problem: Problem, spec_net: Network, groups: list, seconds: int, stats: Stats, method: str,
-          start: float) -> Result:
-    """One Marabou call on the whole box with a timeout of ``seconds`` (>= 1) whole seconds."""
-    core = _core()
-    t = time.perf_counter()
-    ipq, inputs, _ = build_query(spec_net, problem.lower, problem.upper, groups)
-    stats.time_encode += time.perf_counter() - t
-    options = core.Options()
-    options._timeoutInSeconds = int(seconds)
-    options._verbosity = 0
-    options._numWorkers = 1
-    options._numBlasThreads = 1
-    t = time.perf_counter()
-    exit_code, values, _ = core.solve(ipq, options, "")
-    stats.time_solver += time.perf_counter() - t
+          start: float, stop_at: float) -> Result:
+    """One Marabou call on the whole box with Marabou's timeout ``seconds`` (>= 1, whole seconds);
+    the call is stopped at ``stop_at`` (``time.perf_counter``) whatever Marabou is doing."""
+    _core()
+    for i, layer in enumerate(spec_net.layers):    # refuse up front what Marabou cannot encode
+        if not isinstance(layer, (Affine, ReLU, Sigmoid)):
+            raise ValueError(f"layer {i}: Marabou has no constraint for {type(layer).__name__}")
+    exit_code, z, t_enc, t_solve = _solve_in_child(spec_net, problem.lower, problem.upper, groups, seconds, stop_at)
+    stats.time_encode += t_enc
+    stats.time_solver += t_solve
     stats.solver_calls += 1
     stats.iterations += 1
 
@@ -132,13 +182,13 @@ def solve(problem: Problem, spec_net: Network, groups: list, seconds: int, stats
     if exit_code == "unsat":
         return done(VERIFIED, "proved by Marabou (unsat)")
     if exit_code == "sat":
-        z = np.array([values[int(v)] for v in inputs], dtype=np.float64)
-        cex = confirm(problem, z, "marabou")
+        cex = confirm(problem, np.asarray(z, dtype=np.float64), "marabou")
         if cex is not None:
             return done(FALSIFIED, "Marabou counterexample confirmed", cex)
         return done(UNKNOWN, "Marabou's sat assignment is not confirmed on the IR/original model")
-    if exit_code == "TIMEOUT":
-        return done(UNKNOWN, "time limit (Marabou timeout)")
+    if exit_code in ("TIMEOUT", "KILLED"):
+        return done(UNKNOWN, "time limit (Marabou timeout)" if exit_code == "TIMEOUT"
+                    else "time limit (Marabou stopped: it overran its own timeout)")
     if exit_code == "UNKNOWN" and any(isinstance(l, Sigmoid) for l in spec_net.layers):
         return done(UNKNOWN, "Marabou answered UNKNOWN (it decides sigmoid constraints only by refuting; "
                              "it returns no assignment)")
