@@ -29,7 +29,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python experiments/bench_encoder.py
 
-# the distribution-shift experiment (EXPERIMENTS.md): full sweep (~1.5 h on 2 cores), then the report
+# the distribution-shift experiment (EXPERIMENTS.md): full sweep (about 50 min on 2 cores), then the report
 SWEEP_DIR ?= multirun/shift_sweep/latest
 experiments: $(STAMP)
 	$(BIN)/cegarnn-verify -m experiment=shift_sweep hydra.sweep.dir=$(SWEEP_DIR)
