@@ -400,7 +400,13 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
         ctx.check_time()
         if stats.iterations >= opts.max_iterations:
             return done(UNKNOWN, "iteration limit")
-        batch = [heapq.heappop(queue) for _ in range(min(opts.batch_size, len(queue)))]
+        n = min(opts.batch_size, len(queue))
+        if stats.boxes_bounded:
+            # a batch must fit in the time left: one CROWN batch of 64 boxes on the CNN took 2 s,
+            # and the time limit is only checked between batches
+            per_box = stats.time_bounds / stats.boxes_bounded
+            n = max(1, min(n, int(ctx.remaining() / max(per_box, 1e-9))))
+        batch = [heapq.heappop(queue) for _ in range(n)]
         lo = np.stack([b.lo for b in batch])
         hi = np.stack([b.hi for b in batch])
         bnds = _bounds(ctx, lo, hi)
