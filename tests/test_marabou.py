@@ -83,20 +83,35 @@ def test_marabou_on_a_committed_shift_model_agrees_with_cegar():
     assert m.stats.solver_calls == 1 and m.stats.time_solver > 0
 
 
-def test_marabou_keeps_the_time_limit():
-    """A box Marabou cannot finish: it must stop at the (whole-second) limit, unknown."""
+def _hard_relu_problem():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(20, 60), nn.ReLU(), nn.Linear(60, 60), nn.ReLU(), nn.Linear(60, 60),
-                        nn.Sigmoid(), nn.Linear(60, 3)).double()
+    net = nn.Sequential(nn.Linear(20, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 200),
+                        nn.ReLU(), nn.Linear(200, 3)).double()
     x = np.zeros(20)
     label = int(net(torch.as_tensor(x[None])).argmax())
-    prob = box_problem(from_torch(net), x - 2.0, x + 2.0, classification_unsafe(3, label))
+    return box_problem(from_torch(net), x - 2.0, x + 2.0, classification_unsafe(3, label))
+
+
+def test_marabou_is_stopped_at_the_deadline():
+    """The forked Marabou process is killed at ``stop_at`` whatever it is doing."""
+    import time
+    prob = _hard_relu_problem()
+    C, d, groups = prob.unsafe.stacked
+    spec = prob.network.with_output_layer(C, -d)
+    t = time.perf_counter()
+    code, z, _, _ = marabou._solve_in_child(spec, prob.lower, prob.upper, groups, seconds=60, stop_at=t + 0.5)
+    assert code == "KILLED" and z is None
+    assert time.perf_counter() - t < 1.5
+
+
+def test_marabou_keeps_the_time_limit():
+    prob = _hard_relu_problem()
     res = verify(prob, method="marabou", time_limit=2.0, attack=False)
-    assert res.stats.wall_time < 3.0
+    assert res.stats.wall_time < 2.5
     if res.status == "falsified":       # allowed, but only with a confirmed counterexample
         assert res.counterexample.margin_ir <= 0
     else:
-        assert res.status == "unknown" and "time" in res.reason
+        assert res.status == "unknown" and "time" in res.reason, res.reason
 
 
 def test_marabou_rejects_tanh_and_reports_when_missing(monkeypatch):

@@ -62,7 +62,7 @@ class Options:
     max_iterations: int = 1_000_000  # boxes processed + refinement rounds
     batch_size: int = 64             # boxes bounded per CROWN call
     solver_min_depth: int = -1       # input policy: LP/MILP only on boxes at depth >= this (-1: twice the number of free inputs)
-    solver_time_share: float = 0.25  # input policy: solver time stays <= this share of the elapsed time, the call in progress included (share scaled by (1 + boxes it closed) / (1 + boxes it tried))
+    solver_time_share: float = 0.1   # input policy: solver time stays <= this share of the elapsed time, the call in progress included (share scaled by (1 + boxes it closed) / (1 + boxes it tried))
     solve_time_cap: float = 2.0      # input policy: seconds per solver call on one box (then split it)
     relu_exact_max: int = 40         # input policy: exact ReLUs (binaries) only if a box has <= this many unstable
     attack: bool = True
