@@ -169,3 +169,21 @@ def test_milp_baseline_respects_its_time_limit():
     r = run(p, "lp", Options(time_limit=5.0))     # the sub-MIP starts after ~3.8 s here
     assert r.status == "unknown"
     assert time.perf_counter() - t < 5.0 + 1.5     # was 13.2 s
+
+
+def test_bisection_on_the_cnn_keeps_the_time_limit():
+    """CROWN on the CNN costs ~55 ms a box, so a batch of 16-64 boxes takes 1-3.5 s, and the
+    limit is only checked between batches: the batch must be cut to what fits in the time left
+    (measured without the cut: up to +0.72 s past these limits; with it: +0.05 s)."""
+    from cegarnn import verify
+    from cegarnn.specs.problem import generative_problem
+    with np.load(IMAGES) as z:
+        x, y = z["images"][14], int(z["labels"][14])
+    d = SHIFT_DIR / "brightness"
+    prob = generative_problem(d / "generator.onnx", CONV, x, y, prior=d / "prior.onnx", delta=0.5)
+    over = []
+    for limit in (1.0, 1.5, 2.0, 2.5, 3.0):
+        res = verify(prob, method="bab-crown", time_limit=limit, attack=False)
+        assert res.status == "unknown" and res.reason == "time limit"
+        over.append(res.stats.wall_time - limit)
+    assert max(over) < 0.25, over

@@ -36,6 +36,7 @@ from ..network.ir import Network, Sigmoid, Tanh, sigmoid
 from ..solvers.base import Status, make_backend
 from ..specs.problem import Problem
 from .attack import pgd_attack, random_attack
+from . import marabou
 from .confirm import confirm, first_confirmed
 from .result import FALSIFIED, UNKNOWN, VERIFIED, Result, Stats
 
@@ -337,7 +338,6 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
     if not opts.time_limit > 0:
         raise ValueError("time_limit must be > 0 seconds")
     if method == "marabou":
-        from . import marabou
         if not marabou.available():
             raise RuntimeError(marabou.INSTALL_HINT)
     start = time.perf_counter()
@@ -363,7 +363,6 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
                 return done(FALSIFIED, "counterexample found by " + cex.found_by, cex)
         ctx.check_time()
         if method == "marabou":
-            from . import marabou
             if ctx.remaining() < 1.0:       # Marabou's timeout is in whole seconds
                 raise _Timeout()
             return marabou.solve(problem, spec_net, groups, marabou.whole_seconds(ctx.remaining()), stats,

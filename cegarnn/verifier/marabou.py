@@ -4,10 +4,11 @@ The spec network (outputs ``C_all y - d_all``) is written as one Marabou input q
 per neuron, an equation per affine output, Marabou's own ReLU and sigmoid constraints, the input
 box as variable bounds, and the unsafe region as one disjunction (disjunct ``j``: every row of
 group ``j`` ``<= 0``). Marabou's ``unsat`` is its proof (``verified``); its ``sat`` assignment
-(seen on ReLU networks; with sigmoids Marabou 2.0 answers ``UNKNOWN`` instead of ``sat``) counts only once :func:`~cegarnn.verifier.confirm.confirm` reproduces it on the IR and the
-original model (``falsified``), otherwise the answer is ``unknown``. Marabou takes whole seconds
-as its timeout, so it gets ``floor`` of the time left after the shared attack; it runs in a
-forked child that is killed shortly after that timeout, because its preprocessing overruns it.
+(seen on ReLU networks; with sigmoids Marabou 2.0 answers ``UNKNOWN`` instead) counts only once
+:func:`~cegarnn.verifier.confirm.confirm` reproduces it on the IR and the original model
+(``falsified``), otherwise the answer is ``unknown``. Marabou takes whole seconds as its timeout,
+so it gets ``floor`` of the time left after the shared attack; it runs in a forked child that is
+killed at the time limit, because its preprocessing overruns its own timeout.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from ..specs.problem import Problem
 from .confirm import confirm
 from .result import FALSIFIED, UNKNOWN, VERIFIED, Result, Stats
 
-INSTALL_HINT = "the marabou method needs maraboupy: pip install 'maraboupy==2.0.0' (or pip install -e '.[marabou]')"
+INSTALL_HINT = ("the marabou method needs maraboupy (Linux x86-64, Python <= 3.12): "
+                "pip install 'maraboupy==2.0.0'")
 
 
 def available() -> bool:
@@ -42,10 +44,18 @@ def _core():
     return MarabouCore
 
 
+def check_layers(network: Network) -> None:
+    """Raise ``ValueError`` for a layer Marabou has no constraint for (e.g. tanh)."""
+    for i, layer in enumerate(network.layers):
+        if not isinstance(layer, (Affine, ReLU, Sigmoid)):
+            raise ValueError(f"layer {i}: Marabou has no constraint for {type(layer).__name__}")
+
+
 def build_query(network: Network, lower: np.ndarray, upper: np.ndarray, groups: list):
     """Marabou ``InputQuery`` for: some input in ``lower..upper`` makes every output row of some
     group ``<= 0``. Returns ``(query, input_vars, output_vars)``. Raises ``ValueError`` for layers
     Marabou has no constraint for (tanh)."""
+    check_layers(network)
     core = _core()
     ipq = core.InputQuery()
     n_vars = 0
@@ -58,7 +68,7 @@ def build_query(network: Network, lower: np.ndarray, upper: np.ndarray, groups: 
 
     equations, relus, sigmoids = [], [], []
     inputs = cur = new_vars(network.n_inputs)
-    for i, layer in enumerate(network.layers):
+    for layer in network.layers:
         if isinstance(layer, Affine):
             out = new_vars(layer.out_size)
             W = sp.csr_matrix(layer.W)
@@ -72,12 +82,10 @@ def build_query(network: Network, lower: np.ndarray, upper: np.ndarray, groups: 
                 eq.setScalar(-float(layer.b[r]))
                 equations.append(eq)
             cur = out
-        elif isinstance(layer, (ReLU, Sigmoid)):
+        else:                                               # ReLU or Sigmoid (check_layers)
             out = new_vars(len(cur))
             (relus if isinstance(layer, ReLU) else sigmoids).extend(zip(cur.tolist(), out.tolist()))
             cur = out
-        else:
-            raise ValueError(f"layer {i}: Marabou has no constraint for {type(layer).__name__}")
     ipq.setNumberOfVariables(n_vars)
     for k, v in enumerate(inputs):
         ipq.markInputVariable(int(v), k)
@@ -166,9 +174,7 @@ def solve(problem: Problem, spec_net: Network, groups: list, seconds: int, stats
     """One Marabou call on the whole box with Marabou's timeout ``seconds`` (>= 1, whole seconds);
     the call is stopped at ``stop_at`` (``time.perf_counter``) whatever Marabou is doing."""
     _core()
-    for i, layer in enumerate(spec_net.layers):    # refuse up front what Marabou cannot encode
-        if not isinstance(layer, (Affine, ReLU, Sigmoid)):
-            raise ValueError(f"layer {i}: Marabou has no constraint for {type(layer).__name__}")
+    check_layers(spec_net)              # here, not only in the child: a clear error for the caller
     exit_code, z, t_enc, t_solve = _solve_in_child(spec_net, problem.lower, problem.upper, groups, seconds, stop_at)
     stats.time_encode += t_enc
     stats.time_solver += t_solve
