@@ -253,3 +253,105 @@ def test_bad_input_gives_an_error_result(tmp_path, capsys):
     bad.write_bytes(gzip.compress(b"x" * 1000)[:20])
     assert main(["vnnlib", str(bad), str(prop), "--out", str(out)]) == 2
     assert "gzip" in out.read_text()
+
+
+# ============================================================== strict comparisons
+def test_strictness_of_output_and_input_atoms_is_recorded():
+    text = decl(2, 2) + """
+    (assert (> X_0 0)) (assert (<= X_0 1))
+    (assert (>= X_1 -1)) (assert (<= X_1 1)) (assert (< X_1 1))
+    (assert (or (and (> Y_0 Y_1) (<= Y_0 3)) (and (< Y_1 2)) (and (= Y_0 4))))
+    """
+    case, = parse_vnnlib_text(text)
+    lo, hi, unsafe = case                                 # still unpacks as three values
+    np.testing.assert_array_equal(case.strict_lower, [True, False])
+    np.testing.assert_array_equal(case.strict_upper, [False, True])   # <= 1 and < 1: strict
+    assert [s.tolist() for s in unsafe.strict] == [[True, False], [True], [False, False]]
+    # the tighter bound wins, whatever its strictness
+    case, = parse_vnnlib_text(decl(1, 1) + "(assert (< X_0 1)) (assert (<= X_0 0.5)) (assert (> X_0 0))"
+                              "(assert (>= X_0 0.25)) (assert (<= Y_0 0))")
+    assert case.lower[0] == 0.25 and case.upper[0] == 0.5
+    assert not case.strict_lower[0] and not case.strict_upper[0]
+    # chained strict comparison; constant strict atoms
+    case, = parse_vnnlib_text(decl(1, 1) + "(assert (< 0 X_0 1)) (assert (<= Y_0 0))")
+    assert case.strict_lower[0] and case.strict_upper[0]
+    assert parse_vnnlib_text(decl(1, 1) + box([0], [1]) + "(assert (< 0 0)) (assert (<= Y_0 0))") == []
+    assert len(parse_vnnlib_text(decl(1, 1) + box([0], [1]) + "(assert (<= 0 0)) (assert (<= Y_0 0))")) == 1
+    # a strict bound pinning an input leaves no input at all
+    with pytest.raises(VnnlibError, match="empty input region: X_0 >= 0.5.*X_0 < 0.5"):
+        parse_vnnlib_text(decl(1, 1) + "(assert (>= X_0 0.5)) (assert (< X_0 0.5)) (assert (<= Y_0 0))")
+
+
+def test_input_boxes_differing_only_in_strictness_stay_separate_cases():
+    text = decl(1, 1) + "(assert (or (and (>= X_0 0) (<= X_0 1) (<= Y_0 0)) (and (>= X_0 0) (< X_0 1) (>= Y_0 5))))"
+    cases = parse_vnnlib_text(text)
+    assert len(cases) == 2
+    assert [bool(c.strict_upper[0]) for c in cases] == [False, True]
+
+
+def test_problems_carry_input_strictness_of_the_free_inputs(tmp_path):
+    _, onnx_path = tiny_net(tmp_path)
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(decl(3, 2) + "(assert (> X_0 -1)) (assert (<= X_0 1)) (assert (= X_1 0.25))"
+                    "(assert (>= X_2 -0.5)) (assert (< X_2 0.5)) (assert (> Y_0 Y_1))")
+    (pb,) = vnnlib_problems(onnx_path, prop)
+    assert pb.n_free == 2
+    np.testing.assert_array_equal(pb.strict_lower, [True, False])
+    np.testing.assert_array_equal(pb.strict_upper, [False, True])
+    assert pb.unsafe.strict[0].tolist() == [True]
+    prop.write_text(decl(3, 2) + box([-1, 0.25, -0.5], [1, 0.25, 0.5]) + "(assert (>= Y_0 Y_1))")
+    (pb,) = vnnlib_problems(onnx_path, prop)
+    assert pb.strict_lower is None and pb.strict_upper is None and not pb.unsafe.has_strict
+
+
+def zero_net(tmp_path, n_in=1):
+    """A network whose two outputs are constant zero."""
+    path = tmp_path / "zero.onnx"
+    save_onnx(Network((Affine(np.zeros((2, n_in)), np.zeros(2)),), (n_in,)), path)
+    return path
+
+
+def test_strict_output_atom_that_can_never_hold_is_not_sat(tmp_path, capsys):
+    onnx_path = zero_net(tmp_path)
+    out = tmp_path / "res.txt"
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(decl(1, 2) + box([0], [1]) + "(assert (> Y_0 Y_1))")        # 0 > 0: never
+    main(["vnnlib", str(onnx_path), str(prop), "--timeout", "1", "--out", str(out)])
+    assert read_result(out)[0] in ("unsat", "timeout", "unknown")
+    prop.write_text(decl(1, 2) + box([0], [1]) + "(assert (>= Y_0 Y_1))")       # 0 >= 0: always
+    assert main(["vnnlib", str(onnx_path), str(prop), "--timeout", "10", "--out", str(out)]) == 0
+    res, x, y = read_result(out)
+    assert res == "sat" and y.tolist() == [0.0, 0.0]
+
+
+def test_strict_input_bound_excludes_the_only_unsafe_inputs(tmp_path, capsys):
+    path = tmp_path / "id.onnx"
+    save_onnx(Network((Affine(np.eye(1), np.zeros(1)),), (1,)), path)           # y = x
+    out = tmp_path / "res.txt"
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(decl(1, 1) + "(assert (>= X_0 0)) (assert (< X_0 1.0)) (assert (>= Y_0 1.0))")
+    main(["vnnlib", str(path), str(prop), "--timeout", "1", "--out", str(out)])
+    assert read_result(out)[0] in ("unsat", "timeout", "unknown")
+    # with the closed bound x = 1 is a counterexample
+    prop.write_text(decl(1, 1) + "(assert (>= X_0 0)) (assert (<= X_0 1.0)) (assert (>= Y_0 1.0))")
+    assert main(["vnnlib", str(path), str(prop), "--timeout", "10", "--out", str(out)]) == 0
+    res, x, _ = read_result(out)
+    assert res == "sat" and x[0] == 1.0
+    # unsafe points near the strict bound: the counterexample lies strictly inside, also in float32
+    prop.write_text(decl(1, 1) + "(assert (>= X_0 0)) (assert (< X_0 1.0)) (assert (> Y_0 0.5))")
+    assert main(["vnnlib", str(path), str(prop), "--timeout", "10", "--out", str(out)]) == 0
+    res, x, y = read_result(out)
+    assert res == "sat" and 0.5 < x[0] < 1.0 and np.float32(x[0]) < 1.0 and y[0] > 0.5
+
+
+def test_strict_output_counterexample_holds_strictly_on_onnxruntime(tmp_path, capsys):
+    net, onnx_path = tiny_net(tmp_path)
+    prop = tmp_path / "sat.vnnlib"
+    prop.write_text(decl(3, 2) + box([-1, -1, 0.5], [1, 1, 0.5]) + "(assert (> Y_0 (- Y_1 100)))")
+    out = tmp_path / "res.txt"
+    assert main(["vnnlib", str(onnx_path), str(prop), "--timeout", "20", "--out", str(out)]) == 0
+    res, x, y = read_result(out)
+    assert res == "sat"
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    y_ort = sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32).reshape(1, 3)})[0].reshape(-1)
+    assert float(y_ort[0]) > float(y_ort[1]) - 100

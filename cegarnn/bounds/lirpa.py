@@ -10,7 +10,14 @@ torch/numpy needs it (see ``_PATCHES_APPLIED`` for the list actually applied):
   ``getattr(node, node.kindOf(k))(k)``;
 * ``numpy.lib.arraysetops`` (removed in NumPy 2) is aliased to ``numpy``;
 * ``BoundedModule._named_members`` gets torch 2.x's ``remove_duplicate`` keyword (without it,
-  ``BoundedModule.parameters()`` raises, e.g. when an activation feeds another activation).
+  ``BoundedModule.parameters()`` raises, e.g. when an activation feeds another activation);
+* **soundness**: ``BoundTanh.bound_relax_impl`` (inherited by ``BoundSigmoid``) clamps the
+  pre-activation bounds to ``±x_limit`` (500) and builds its lines from the clamped interval, so for
+  ``l < -500`` the upper line (a chord with positive slope) falls below the function left of -500
+  (and the mirror image above +500). The patch keeps auto_LiRPA's lines where ``-500 <= l, u <= 500``
+  and replaces them, for every neuron with a bound beyond the limit, by the constant lines
+  ``f(l) - a <= f(x) <= f(u) + a`` built from the true bounds (``a`` = 1e-6 covers float32 rounding
+  of ``f``): sound for any bounds, and as tight as possible for a constant.
 
 auto_LiRPA also calls ``logging.basicConfig`` and ``warnings.simplefilter('once')`` when imported;
 both global side effects are undone.
@@ -42,12 +49,15 @@ import numpy as np
 from ..network.ir import Affine, Network, ReLU, Sigmoid, Tanh
 from .box import BoxError, LayerBounds, check_box
 from .interval import _abs, activation_interval, affine_interval, interval_bounds, propagate
+from .rounding import activation_error, affine_error
 
 log = logging.getLogger("cegarnn.bounds")
 
 #: Relative and absolute widening applied to every CROWN-derived bound.
 RTOL = 1e-5
 ATOL = 1e-6
+#: Outward slack of the constant sigmoid/tanh lines used beyond auto_LiRPA's ±500 limit.
+FAR_SLACK = 1e-6
 #: Rough memory budget (bytes) for one auto_LiRPA call; larger batches are split into chunks.
 MEMORY_BUDGET = 128 * 2**20
 
@@ -115,6 +125,26 @@ def _patch_auto_lirpa(lirpa) -> None:
 
         cls._named_members = _named_members
         _PATCHES_APPLIED.append("auto_LiRPA.BoundedModule._named_members(remove_duplicate=...)")
+
+    # 5. sigmoid/tanh lines built from bounds clamped at ±x_limit are unsound beyond it (see above)
+    from auto_LiRPA.operators.activation import BoundTanh
+    relax = BoundTanh.bound_relax_impl
+    if not getattr(relax, "_cegarnn_far_patch", False):
+        def bound_relax_impl(self, x, func, dfunc):
+            relax(self, x, func, dfunc)
+            limit = getattr(self, "x_limit", 500.0)
+            far = (x.lower < -limit) | (x.upper > limit)
+            if bool(far.any()):
+                import torch
+                zero = torch.zeros((), dtype=self.lw.dtype)
+                self.lw = torch.where(far, zero, self.lw)
+                self.uw = torch.where(far, zero, self.uw)
+                self.lb = torch.where(far, func(x.lower).detach().to(self.lb.dtype) - FAR_SLACK, self.lb)
+                self.ub = torch.where(far, func(x.upper).detach().to(self.ub.dtype) + FAR_SLACK, self.ub)
+
+        bound_relax_impl._cegarnn_far_patch = True
+        BoundTanh.bound_relax_impl = bound_relax_impl
+        _PATCHES_APPLIED.append("auto_LiRPA BoundTanh/BoundSigmoid: constant lines beyond ±x_limit")
 
 
 def load_auto_lirpa():
@@ -314,15 +344,26 @@ def combine_with_interval(network: Network, lo: np.ndarray, hi: np.ndarray, raw:
                           method: str) -> LayerBounds:
     """Widen the float32 bounds ``raw`` {value index: (l, u)} and merge them with interval
     propagation: the result is sound, covers every value index, and is never looser than plain
-    interval bounds (it is intersected with them at every index)."""
+    interval bounds (it is intersected with them at every index).
+
+    Widening of a CROWN bound on value k: ``rtol*(|b| + scale) + atol`` (see :func:`widen`) plus
+    ``e_k``, the rigorous bound of :mod:`.rounding` on how far the float32 copy CROWN bounds
+    (weights rounded to float32, float32 sums) can be from the float64 IR at value k, carried
+    layer by layer from the already merged bounds of the earlier values: weight rounding times the
+    previous magnitude, the propagated error times ``|W|``, the activations' slopes, and float32
+    accumulation (``γ_n`` times the summed magnitudes). So a network whose float64 weights are
+    not float32-exact, or whose layers cancel, is not proved from a float32 artefact."""
     ibp = propagate(network, [lo], [hi])
     lower, upper = [lo], [hi]
+    err = np.zeros_like(lo)
     for i, layer in enumerate(network.layers):
         pl, pu = lower[i], upper[i]
         if isinstance(layer, Affine):
             il, iu = affine_interval(layer, pl, pu)
+            err = affine_error(layer, err, np.maximum(np.abs(pl), np.abs(pu)), "float32", include_folded=False)
         else:
             il, iu = activation_interval(layer, pl, pu)
+            err = activation_error(layer, err, pl, pu, "float32")
         il, iu = np.maximum(il, ibp.lower[i + 1]), np.minimum(iu, ibp.upper[i + 1])
         if i + 1 in raw:
             mag = np.maximum(np.abs(pl), np.abs(pu))
@@ -331,6 +372,7 @@ def combine_with_interval(network: Network, lo: np.ndarray, hi: np.ndarray, raw:
             else:
                 scale = mag
             cl, cu = widen(raw[i + 1][0], raw[i + 1][1], scale)
+            cl, cu = cl - err, cu + err
             # fmax/fmin ignore NaN coming from a failed relaxation
             nl, nu = np.fmax(cl, il), np.fmin(cu, iu)
             bad = nl > nu

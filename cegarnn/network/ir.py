@@ -13,7 +13,7 @@ its post-activation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,10 +36,17 @@ def _as_matrix(W) -> Matrix:
 
 @dataclass(frozen=True, eq=False)
 class Affine:
-    """``y = W x + b``; ``W`` of shape (out, in), dense ndarray or scipy CSR."""
+    """``y = W x + b``; ``W`` of shape (out, in), dense ndarray or scipy CSR.
+
+    ``folded``/``folded_terms``: when inputs were folded into ``b`` (:meth:`Network.fix_inputs`),
+    the magnitude ``|W_fixed| |x_fixed|`` per output and the number of folded terms: the original
+    model still sums them, which the rounding-error bound (:mod:`cegarnn.bounds.rounding`) needs.
+    """
 
     W: Matrix
     b: np.ndarray
+    folded: Optional[np.ndarray] = None
+    folded_terms: int = 0
 
     def __post_init__(self):
         W = _as_matrix(self.W)
@@ -51,6 +58,11 @@ class Affine:
             raise NetworkError("Affine layer has NaN or infinite weights or bias")
         object.__setattr__(self, "W", W)
         object.__setattr__(self, "b", b)
+        if self.folded is not None:
+            folded = np.asarray(self.folded, dtype=np.float64).reshape(-1)
+            if folded.shape != b.shape:
+                raise NetworkError(f"Affine folded magnitude has {folded.shape[0]} entries, bias has {b.shape[0]}")
+            object.__setattr__(self, "folded", folded)
 
     @property
     def in_size(self) -> int:
@@ -206,9 +218,12 @@ class Network:
         Wf = W[:, np.flatnonzero(mask)]
         Wfree = W[:, np.flatnonzero(~mask)]
         b = first.b + np.asarray(Wf @ vals).reshape(-1)
+        folded = np.asarray(abs(Wf) @ np.abs(vals)).reshape(-1)
+        if first.folded is not None:
+            folded = folded + first.folded
         if sp.issparse(Wfree):
             Wfree = Wfree.tocsr()
-        new_first = Affine(Wfree, b)
+        new_first = Affine(Wfree, b, folded, first.folded_terms + int(mask.sum()))
         return Network((new_first,) + self.layers[1:], (int((~mask).sum()),), name=self.name)
 
     def simplified(self) -> "Network":
@@ -223,7 +238,13 @@ class Network:
                     if W.nnz > 0.3 * W.shape[0] * W.shape[1]:
                         W = W.toarray()
                 b = np.asarray(layer.W @ prev.b).reshape(-1) + layer.b
-                out.append(Affine(W, b))
+                folded = None
+                if prev.folded is not None or layer.folded is not None:
+                    folded = (np.asarray(abs(layer.W) @ (prev.folded if prev.folded is not None
+                                                          else np.zeros(prev.out_size))).reshape(-1)
+                              + (layer.folded if layer.folded is not None else 0.0))
+                terms = max(prev.folded_terms, layer.folded_terms) + (prev.in_size if prev.folded is not None else 0)
+                out.append(Affine(W, b, folded, terms if folded is not None else 0))
             else:
                 out.append(layer)
         return Network(tuple(out), self.input_shape, name=self.name)

@@ -31,8 +31,9 @@ import torch
 
 from ..bounds import compute_bounds
 from ..bounds.box import LayerBounds
+from ..bounds.rounding import output_padding
 from ..encoding.program import Program
-from ..network.ir import Network, Sigmoid, Tanh, sigmoid
+from ..network.ir import Affine, Network, Sigmoid, Tanh, sigmoid
 from ..solvers.base import Status, make_backend
 from ..specs.problem import Problem
 from .attack import pgd_attack, random_attack
@@ -89,6 +90,8 @@ class _Ctx:
     sig_layers: list                 # indices of sigmoid/tanh layers
     policy: str = "input"            # resolved refinement policy: 'input' or 'segments'
     torch_spec: Optional[torch.nn.Module] = None
+    exec_net: Optional[Network] = None   # problem.network with layers aligned to spec_net's (for the padding)
+    C: Optional[np.ndarray] = None       # stacked unsafe rows
 
     def remaining(self) -> float:
         return self.opts.time_limit - (time.perf_counter() - self.start)
@@ -110,14 +113,41 @@ def _bounds(ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, method: Optional[str] = N
     return b
 
 
-def _proved(ctx: _Ctx, row_lower: np.ndarray) -> np.ndarray:
-    """True (per box) where the bounds exclude every disjunct by more than ``tol``."""
-    return np.all(ctx.problem.unsafe.disjunct_lower_bounds(row_lower) > ctx.opts.tol, axis=-1)
+def _padding(ctx: _Ctx, bounds: LayerBounds) -> np.ndarray:
+    """Per stacked unsafe row (and per box of a batch): how far ``C_i y`` of the model as executed
+    (float32 unless the problem says otherwise) can be from the float64 IR's on the box; a proof
+    needs every row's lower bound above it (plus ``tol``). See :func:`output_padding`."""
+    t = time.perf_counter()
+    pad = output_padding(ctx.exec_net, ctx.C, bounds.lower, bounds.upper,
+                         getattr(ctx.problem, "precision", "float32"))
+    ctx.stats.time_bounds += time.perf_counter() - t
+    return pad
 
 
-def _open_disjuncts(ctx: _Ctx, row_lower: np.ndarray) -> list[int]:
-    """Disjuncts not yet excluded by the bounds, most promising (lowest bound) first."""
-    lb = ctx.problem.unsafe.disjunct_lower_bounds(row_lower)
+def _disjunct_lower(ctx: _Ctx, bounds: LayerBounds) -> np.ndarray:
+    """Lower bounds on each disjunct's margin, minus the execution padding where it matters
+    (computed only for boxes whose unpadded bounds would exclude every disjunct): (B, n_disj)."""
+    row_lower = bounds.lower[-1]
+    single = row_lower.ndim == 1
+    rl = row_lower[None] if single else row_lower
+    lb = ctx.problem.unsafe.disjunct_lower_bounds(rl)
+    close = np.all(lb > ctx.opts.tol, axis=-1)
+    if np.any(close):
+        idx = np.flatnonzero(close)
+        sub = LayerBounds([np.atleast_2d(v)[idx] for v in bounds.lower],
+                          [np.atleast_2d(v)[idx] for v in bounds.upper], bounds.method)
+        lb[idx] = ctx.problem.unsafe.disjunct_lower_bounds(rl[idx] - _padding(ctx, sub))
+    return lb[0] if single else lb
+
+
+def _proved(ctx: _Ctx, bounds: LayerBounds) -> np.ndarray:
+    """True (per box) where the bounds exclude every disjunct by more than ``tol`` plus the padding."""
+    return np.all(_disjunct_lower(ctx, bounds) > ctx.opts.tol, axis=-1)
+
+
+def _open_disjuncts(ctx: _Ctx, bounds: LayerBounds) -> list[int]:
+    """Disjuncts not yet excluded by the bounds (padded), most promising (lowest bound) first."""
+    lb = ctx.problem.unsafe.disjunct_lower_bounds(bounds.lower[-1] - _padding(ctx, bounds))
     return [int(j) for j in np.argsort(lb, kind="stable") if lb[j] <= ctx.opts.tol]
 
 
@@ -157,15 +187,17 @@ class BoxAbstraction:
         self.refined: dict = {}      # (layer, neuron) -> list of breakpoints added by refinement
         ctx.stats.time_encode += time.perf_counter() - t
 
-    def solve(self, j: int, cap: Optional[float] = None):
-        """Minimise the margin of disjunct j (at most ``cap`` seconds).
+    def solve(self, j: int, cap: Optional[float] = None, need: Optional[float] = None):
+        """Minimise the margin of disjunct j (at most ``cap`` seconds); the search may stop once the
+        bound exceeds ``need`` (default ``tol``: what a proof needs).
         Returns (solution, proved lower bound on the margin or None, decoded values or None)."""
         ctx = self.ctx
         ctx.check_time()
+        need = ctx.opts.tol if need is None else need
         self.program.set_objective([self.t_vars[j]], [1.0], "min")
         t = time.perf_counter()
         limit = ctx.remaining() if cap is None else min(ctx.remaining(), cap)
-        sol = self.solver.solve(time_limit=max(limit, 0.01), target=-ctx.opts.tol, cutoff=ctx.opts.tol)
+        sol = self.solver.solve(time_limit=max(limit, 0.01), target=-ctx.opts.tol, cutoff=need)
         ctx.stats.time_solver += time.perf_counter() - t
         ctx.stats.solver_calls += 1
         ctx.stats.max_binaries = max(ctx.stats.max_binaries, self.program.n_integer)
@@ -258,9 +290,11 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
     """Decide one box with the abstraction (input policy: in at most ``box_time`` seconds of
     solver calls, else 'split'). Returns ('closed'|'split'|'unknown', payload)."""
     box_end = None if box_time is None else time.perf_counter() + box_time
-    open_j = _open_disjuncts(ctx, bounds.lower[-1])
+    open_j = _open_disjuncts(ctx, bounds)
     if not open_j:
         return "closed", None
+    pad = _padding(ctx, bounds)
+    need = {j: ctx.opts.tol + float(np.max(pad[g])) for j, g in enumerate(ctx.groups)}
     relu = "exact"
     if ctx.policy == "input" and refine and bounds.unstable_relus(ctx.spec_net) > ctx.opts.relu_exact_max:
         relu = "triangle"
@@ -275,9 +309,9 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
                     ctx.stats.trajectory.append({"box_depth": box.depth, "disjunct": j, "move": "input-split",
                                                  "reason": "solver budget spent"})
                     return "split", None
-            sol, bound, values = abst.solve(j, cap)
+            sol, bound, values = abst.solve(j, cap, need[j])
             ctx.stats.iterations += 1
-            if bound is not None and bound > ctx.opts.tol:
+            if bound is not None and bound > need[j]:
                 break                                  # disjunct j excluded on this box
             if values is None:
                 if refine and ctx.policy == "input" and sol.status == Status.TIME_LIMIT:
@@ -347,7 +381,10 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
     sig_layers = spec_net.activation_indices((Sigmoid, Tanh))
     policy = opts.policy if opts.policy != "auto" else (
         "input" if problem.n_free <= opts.max_split_dims else "segments")
-    ctx = _Ctx(problem, opts, start, stats, spec_net, groups, sig_layers, policy)
+    exec_net = problem.network.simplified()
+    if len(exec_net.layers) != len(spec_net.layers) - (0 if isinstance(exec_net.layers[-1], Affine) else 1):
+        raise AssertionError("spec network layers do not align with the problem network's")
+    ctx = _Ctx(problem, opts, start, stats, spec_net, groups, sig_layers, policy, exec_net=exec_net, C=C)
 
     def done(status, reason="", cex=None):
         stats.wall_time = time.perf_counter() - start
@@ -365,11 +402,16 @@ def _run(problem: Problem, method: str, opts: Options) -> Result:
         if method == "marabou":
             if ctx.remaining() < 1.0:       # Marabou's timeout is in whole seconds
                 raise _Timeout()
-            return marabou.solve(problem, spec_net, groups, marabou.whole_seconds(ctx.remaining()), stats,
+            # Marabou proves on the IR: ask it about the unsafe region grown by the padding of the
+            # whole box, so that its proof covers the executed model too
+            pad = _padding(ctx, _bounds(ctx, problem.lower, problem.upper, "crown"))
+            padded = problem.network.with_output_layer(C, -(d + pad))
+            ctx.check_time()
+            return marabou.solve(problem, padded, groups, marabou.whole_seconds(ctx.remaining()), stats,
                                  method, start, stop_at=start + opts.time_limit + 0.1)
         if method in ("crown", "lp", "milp-fixed"):
             b = _bounds(ctx, problem.lower, problem.upper)
-            if _proved(ctx, b.lower[-1]):
+            if _proved(ctx, b):
                 stats.boxes_closed_by_bounds += 1
                 return done(VERIFIED, f"proved by {b.method} bounds")
             if method == "crown":
@@ -409,8 +451,7 @@ def _branch_and_refine(ctx: _Ctx, method: str, done) -> Result:
         lo = np.stack([b.lo for b in batch])
         hi = np.stack([b.hi for b in batch])
         bnds = _bounds(ctx, lo, hi)
-        row_lower = bnds.lower[-1]
-        disj_lower = ctx.problem.unsafe.disjunct_lower_bounds(row_lower)     # (B, n_disjuncts)
+        disj_lower = _disjunct_lower(ctx, bnds)                               # (B, n_disjuncts)
         proved = np.all(disj_lower > opts.tol, axis=-1)
         stats.boxes_closed_by_bounds += int(proved.sum())
         stats.iterations += len(batch)

@@ -4,8 +4,7 @@ Supported: the subset used by VNN-COMP.
 
 - ``(declare-const X_i Real)`` / ``(declare-const Y_i Real)`` (inputs / outputs, indices 0..n-1);
 - ``(assert F)`` where ``F`` is built from ``and``, ``or`` and comparisons ``<=``, ``>=``, ``<``,
-  ``>`` (strict comparisons are read as non-strict: the unsafe set grows by its boundary only),
-  ``=``, chained comparisons ``(<= a b c)``, ``true``/``false``;
+  ``>``, ``=``, chained comparisons ``(<= a b c)``, ``true``/``false``;
 - linear terms: numbers in any float notation (``-1``, ``.5``, ``1.2e-3``), variables,
   ``(+ ...)``, ``(- a)``, ``(- a b ...)``, ``(* c ... t)`` with at most one non-constant factor,
   ``(/ t c)`` with a constant divisor;
@@ -18,6 +17,15 @@ Conjuncts with the same input box are merged into one :class:`~cegarnn.specs.pro
 (their output parts become its disjuncts), so the result is one case per input box: VNN-COMP's
 input disjunctions ``(assert (or (and X-bounds... Y-constraints...) ...))`` give several cases. A
 conjunct with no output constraint makes the whole box unsafe (row ``0·y <= 0``).
+
+Strict comparisons (``<``, ``>``; ``=`` is non-strict) are recorded, on output rows
+(``UnsafeRegion.strict``) and on input bounds (``VnnlibCase.strict_lower/strict_upper``, passed on
+as ``Problem.strict_lower/strict_upper``). Proofs read them as non-strict — the unsafe set and the
+input box grow by their boundary only, so an ``unsat`` stays true. A counterexample (``sat``) must
+satisfy every strict atom strictly: on the float64 IR and on the executed (float32 onnxruntime)
+ONNX model for output atoms, and with the input strictly inside a strict input bound (also once
+rounded to float32). A strict bound that pins an input (``X_i > c`` and ``X_i < c``) is an empty
+input region, an error like ``lower > upper``.
 
 Not supported (a :class:`VnnlibError` naming the line): constraints over several inputs, constraints
 mixing inputs and outputs, non-linear terms, other commands, undeclared variables, inputs without
@@ -46,12 +54,39 @@ class VnnlibError(SpecError):
     """A VNN-LIB file cannot be read or uses syntax/semantics outside the supported subset."""
 
 
-class VnnlibCase(NamedTuple):
-    """One input box ``lower <= x <= upper`` and the unsafe outputs for inputs in it."""
-
+class _CaseBox(NamedTuple):
     lower: np.ndarray
     upper: np.ndarray
     unsafe: UnsafeRegion
+
+
+class VnnlibCase(_CaseBox):
+    """One input box ``lower <= x <= upper`` and the unsafe outputs for inputs in it.
+
+    Unpacks as ``(lower, upper, unsafe)``. ``strict_lower`` / ``strict_upper``: boolean masks of
+    the input bounds that are strict (``lower < x`` / ``x < upper``); all False by default.
+    """
+
+    def __new__(cls, lower, upper, unsafe, strict_lower=None, strict_upper=None):
+        self = super().__new__(cls, lower, upper, unsafe)
+        n = np.asarray(lower).shape[0]
+        self.strict_lower = np.zeros(n, dtype=bool) if strict_lower is None else np.asarray(strict_lower, dtype=bool)
+        self.strict_upper = np.zeros(n, dtype=bool) if strict_upper is None else np.asarray(strict_upper, dtype=bool)
+        return self
+
+    @classmethod
+    def _make(cls, iterable):
+        return cls(*iterable)
+
+    def _replace(self, **kw):
+        args = {"lower": self.lower, "upper": self.upper, "unsafe": self.unsafe,
+                "strict_lower": self.strict_lower, "strict_upper": self.strict_upper}
+        args.update(kw)
+        return VnnlibCase(**args)
+
+    def __repr__(self):
+        return (f"VnnlibCase(lower={self.lower!r}, upper={self.upper!r}, unsafe={self.unsafe!r}, "
+                f"strict_lower={self.strict_lower!r}, strict_upper={self.strict_upper!r})")
 
 
 # ===================================================================== reading
@@ -130,7 +165,7 @@ class _Parser:
         self.src = src
         self.vars: dict[str, tuple[int, int]] = {}      # name -> (0 for X / 1 for Y, index)
         self.n = [0, 0]
-        self.atoms: list = []                           # (xcoefs, ycoefs, rhs, pos): sum <= rhs
+        self.atoms: list = []                           # (xcoefs, ycoefs, rhs, pos, strict): sum <= rhs (< if strict)
 
     # ------------------------------------------------------------ terms
     def number(self, t: str, pos: int) -> Optional[float]:
@@ -209,8 +244,8 @@ class _Parser:
         raise self.src.err(pos, f"unsupported operator {op!r} in a term")
 
     # ------------------------------------------------------------ formulas -> DNF over atom ids
-    def atom(self, lhs, rhs, pos: int) -> int:
-        """Add the atom ``lhs <= rhs``; return its id."""
+    def atom(self, lhs, rhs, pos: int, strict: bool = False) -> int:
+        """Add the atom ``lhs <= rhs`` (``lhs < rhs`` if ``strict``); return its id."""
         c1, k1 = lhs
         c2, k2 = rhs
         coefs = dict(c1)
@@ -220,7 +255,7 @@ class _Parser:
         for (kind, i), val in coefs.items():
             if val != 0.0:
                 (yc if kind else xc)[i] = val
-        self.atoms.append((xc, yc, k2 - k1, pos))
+        self.atoms.append((xc, yc, k2 - k1, pos, strict))
         return len(self.atoms) - 1
 
     def dnf(self, e, pos: int) -> list:
@@ -239,11 +274,12 @@ class _Parser:
                 raise self.src.err(pos, f"{op!r} needs at least two arguments")
             terms = [self.linear(a, pos) for a in args]
             ids = []
+            strict = op in ("<", ">")
             for a, b in zip(terms, terms[1:]):
                 if op in ("<=", "<"):
-                    ids.append(self.atom(a, b, pos))
+                    ids.append(self.atom(a, b, pos, strict))
                 elif op in (">=", ">"):
-                    ids.append(self.atom(b, a, pos))
+                    ids.append(self.atom(b, a, pos, strict))
                 else:
                     ids.append(self.atom(a, b, pos))
                     ids.append(self.atom(b, a, pos))
@@ -330,47 +366,52 @@ class _Parser:
                 raise VnnlibError(f"{src.name}: formula too large: more than {MAX_CONJUNCTS} cases in normal form")
             conjuncts = [c1 + c2 for c1 in conjuncts for c2 in d]
 
-        base = self._box(common, np.full(nx, -np.inf), np.full(nx, np.inf),
-                         np.full(nx, -1, dtype=np.int64), np.full(nx, -1, dtype=np.int64), [])
+        base = self._box(common, _BoxState.empty(nx), [])
         if base is None:          # the common constraints are contradictory constants: nothing is unsafe
             return []
         cases: dict = {}
         order = []
         for conj in conjuncts:
-            lo, hi, lo_pos, hi_pos, rows = base
-            res = self._box(conj, lo.copy(), hi.copy(), lo_pos.copy(), hi_pos.copy(), list(rows))
+            box0, rows = base
+            res = self._box(conj, box0.copy(), list(rows))
             if res is None:
                 continue
-            lo, hi, lo_pos, hi_pos, rows = res
-            self._check_box(lo, hi, lo_pos, hi_pos)
-            key = (lo.tobytes(), hi.tobytes())
+            b, rows = res
+            self._check_box(b)
+            key = (b.lo.tobytes(), b.hi.tobytes(), b.lo_strict.tobytes(), b.hi_strict.tobytes())
             if key not in cases:
-                cases[key] = (lo, hi, [])
+                cases[key] = (b, [], [])
                 order.append(key)
             if rows:
                 C = np.zeros((len(rows), ny))
-                for r, (yc, _) in enumerate(rows):
+                for r, (yc, _, _) in enumerate(rows):
                     for i, v in yc.items():
                         C[r, i] = v
-                d = np.array([rhs for _, rhs in rows])
-            else:
-                C, d = np.zeros((1, ny)), np.zeros(1)      # no output constraint: the whole box is unsafe
-            cases[key][2].append((C, d))
+                d = np.array([rhs for _, rhs, _ in rows])
+                strict = np.array([st for _, _, st in rows], dtype=bool)
+            else:                                           # no output constraint: the whole box is unsafe
+                C, d, strict = np.zeros((1, ny)), np.zeros(1), np.zeros(1, dtype=bool)
+            cases[key][1].append((C, d))
+            cases[key][2].append(strict)
         out = []
         for key in order:
-            lo, hi, disj = cases[key]
-            out.append(VnnlibCase(lo, hi, UnsafeRegion(tuple(disj), ny)))
+            b, disj, strict = cases[key]
+            out.append(VnnlibCase(b.lo, b.hi, UnsafeRegion(tuple(disj), ny, strict=tuple(strict)),
+                                  strict_lower=b.lo_strict, strict_upper=b.hi_strict))
         return out
 
-    def _box(self, atom_ids, lo, hi, lo_pos, hi_pos, rows):
-        """Apply atoms to a box / output rows; None if a constant atom is false."""
+    def _box(self, atom_ids, b: "_BoxState", rows):
+        """Apply atoms to a box / output rows (in place); None if a constant atom is false.
+
+        The tighter bound wins; at equal values a strict bound makes the bound strict."""
         atoms = self.atoms
+        lo, hi, lo_pos, hi_pos = b.lo, b.hi, b.lo_pos, b.hi_pos
         for a in atom_ids:
-            xc, yc, rhs, pos = atoms[a]
+            xc, yc, rhs, pos, strict = atoms[a]
             if xc and yc:
                 raise self.src.err(pos, "constraints mixing inputs (X) and outputs (Y) are not supported")
             if yc:
-                rows.append((yc, rhs))
+                rows.append((yc, rhs, strict))
             elif xc:
                 if len(xc) != 1:
                     raise self.src.err(pos, "linear constraints over several inputs are not supported "
@@ -381,15 +422,24 @@ class _Parser:
                     if v < hi[i]:
                         hi[i] = v
                         hi_pos[i] = pos
+                        b.hi_strict[i] = strict
+                    elif v == hi[i] and strict and not b.hi_strict[i]:
+                        b.hi_strict[i] = True
+                        hi_pos[i] = pos
                 elif v > lo[i]:
                     lo[i] = v
                     lo_pos[i] = pos
-            elif rhs < 0:       # constant atom 0 <= rhs is false
+                    b.lo_strict[i] = strict
+                elif v == lo[i] and strict and not b.lo_strict[i]:
+                    b.lo_strict[i] = True
+                    lo_pos[i] = pos
+            elif rhs < 0 or (strict and rhs <= 0):     # constant atom 0 <= rhs (0 < rhs) is false
                 return None
-        return lo, hi, lo_pos, hi_pos, rows
+        return b, rows
 
-    def _check_box(self, lo, hi, lo_pos, hi_pos):
+    def _check_box(self, b: "_BoxState"):
         src = self.src
+        lo, hi, lo_pos, hi_pos = b.lo, b.hi, b.lo_pos, b.hi_pos
         bad = np.flatnonzero(~np.isfinite(lo))
         if bad.size:
             raise VnnlibError(f"{src.name}: input X_{bad[0]} has no lower bound (only bounded input boxes are supported)")
@@ -399,8 +449,33 @@ class _Parser:
         bad = np.flatnonzero(lo > hi)
         if bad.size:
             i = int(bad[0])
-            raise VnnlibError(f"{src.name}: empty input region: X_{i} >= {lo[i]!r} (line {src.line(int(lo_pos[i]))}) "
-                              f"but X_{i} <= {hi[i]!r} (line {src.line(int(hi_pos[i]))})")
+            raise VnnlibError(f"{src.name}: empty input region: X_{i} >= {float(lo[i])!r} (line {src.line(int(lo_pos[i]))}) "
+                              f"but X_{i} <= {float(hi[i])!r} (line {src.line(int(hi_pos[i]))})")
+        bad = np.flatnonzero((lo == hi) & (b.lo_strict | b.hi_strict))
+        if bad.size:
+            i = int(bad[0])
+            rel_lo, rel_hi = (">" if b.lo_strict[i] else ">="), ("<" if b.hi_strict[i] else "<=")
+            raise VnnlibError(f"{src.name}: empty input region: X_{i} {rel_lo} {float(lo[i])!r} (line {src.line(int(lo_pos[i]))}) "
+                              f"and X_{i} {rel_hi} {float(hi[i])!r} (line {src.line(int(hi_pos[i]))})")
+
+
+class _BoxState:
+    """Input bounds being collected: values, where they were set (for errors), strictness."""
+
+    __slots__ = ("lo", "hi", "lo_pos", "hi_pos", "lo_strict", "hi_strict")
+
+    def __init__(self, lo, hi, lo_pos, hi_pos, lo_strict, hi_strict):
+        self.lo, self.hi, self.lo_pos, self.hi_pos = lo, hi, lo_pos, hi_pos
+        self.lo_strict, self.hi_strict = lo_strict, hi_strict
+
+    @classmethod
+    def empty(cls, n: int) -> "_BoxState":
+        return cls(np.full(n, -np.inf), np.full(n, np.inf), np.full(n, -1, dtype=np.int64),
+                   np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+
+    def copy(self) -> "_BoxState":
+        return _BoxState(self.lo.copy(), self.hi.copy(), self.lo_pos.copy(), self.hi_pos.copy(),
+                         self.lo_strict.copy(), self.hi_strict.copy())
 
 
 def parse_vnnlib_text(text: str, name: str = "<vnnlib>") -> list[VnnlibCase]:
@@ -455,7 +530,9 @@ def vnnlib_problems(onnx_path, vnnlib_path, *, fold_fixed: bool = True, referenc
         pstem = pstem[:-len(suf)] if pstem.endswith(suf) else pstem
 
     problems = []
-    for k, (lo, hi, unsafe) in enumerate(cases):
+    for k, case in enumerate(cases):
+        lo, hi, unsafe = case
+        s_lo, s_hi = case.strict_lower, case.strict_upper
         name = f"{stem}/{pstem}" + (f"#{k}" if len(cases) > 1 else "")
         meta = {"network": str(onnx_path), "property": str(vnnlib_path), "case": k, "n_cases": len(cases)}
         fixed = lo == hi
@@ -470,11 +547,14 @@ def vnnlib_problems(onnx_path, vnnlib_path, *, fold_fixed: bool = True, referenc
             else:
                 full_input = _embedder(fixed, lo)
                 lo, hi = lo[~fixed], hi[~fixed]
+                s_lo, s_hi = s_lo[~fixed], s_hi[~fixed]
                 meta["fixed_inputs"] = n_fixed
         ref = None
         if ref_full is not None:
             ref = ref_full if full_input is None else _composed(ref_full, full_input)
-        problems.append(Problem(net, lo, hi, unsafe, reference=ref, full_input=full_input, name=name, meta=meta))
+        problems.append(Problem(net, lo, hi, unsafe, reference=ref, full_input=full_input, name=name, meta=meta,
+                                strict_lower=s_lo if s_lo.any() else None,
+                                strict_upper=s_hi if s_hi.any() else None))
     return problems
 
 
