@@ -407,3 +407,117 @@ def test_alpha_crown_sound_and_never_looser_than_crown():
     for i, v in enumerate(vals):
         assert np.all(v >= a.lower[i] - 1e-9) and np.all(v <= a.upper[i] + 1e-9)
     assert np.all(a.lower[-1] >= c.lower[-1] - 1e-4) and np.all(a.upper[-1] <= c.upper[-1] + 1e-4)
+
+
+# --------------------------------------------------------------------------- outward rounding
+from decimal import Decimal, localcontext  # noqa: E402
+from fractions import Fraction  # noqa: E402
+
+from cegarnn.bounds.interval import activation_interval, affine_interval  # noqa: E402
+from cegarnn.network.ir import sigmoid as ir_sigmoid  # noqa: E402
+
+
+def _naive_affine(layer, lo, hi):
+    """Interval arithmetic as float64 computes it without outward rounding (the old code)."""
+    c, r = (lo + hi) / 2.0, (hi - lo) / 2.0
+    mid = np.asarray(layer.W @ c.T).T + layer.b
+    rad = np.asarray(np.abs(layer.W) @ r.T).T
+    return mid - rad, mid + rad
+
+
+def _exact_affine(W, b, lo, hi):
+    """Exact rational image of the box (endpoints as Fractions of the float data)."""
+    out_lo, out_hi = [], []
+    for i in range(W.shape[0]):
+        sl = sh = Fraction(float(b[i]))
+        for j in range(W.shape[1]):
+            w = Fraction(float(W[i, j]))
+            a, z = w * Fraction(float(lo[j])), w * Fraction(float(hi[j]))
+            sl += min(a, z)
+            sh += max(a, z)
+        out_lo.append(sl)
+        out_hi.append(sh)
+    return out_lo, out_hi
+
+
+def test_affine_interval_contains_the_exact_image_where_naive_rounding_excludes_it():
+    # 0.1 + 0.2 - 0.3 in float64 arithmetic is 5.55e-17; with the exact values of those floats it
+    # is 2.78e-17: a point box whose naive interval [5.55e-17, 5.55e-17] misses the true value
+    layer = Affine(np.array([[1.0, 1.0]]), np.array([-0.3]))
+    lo = hi = np.array([0.1, 0.2])
+    exact = Fraction(0.1) + Fraction(0.2) - Fraction(0.3)
+    nl, nh = _naive_affine(layer, lo, hi)
+    assert not (Fraction(float(nl[0])) <= exact <= Fraction(float(nh[0])))
+    l, h = affine_interval(layer, lo, hi)
+    assert Fraction(float(l[0])) <= exact <= Fraction(float(h[0]))
+    # random boxes: never excludes the exact image (the naive version does, on some)
+    rng = np.random.default_rng(0)
+    naive_misses = 0
+    for _ in range(60):
+        W = rng.normal(size=(3, 6)) * 10.0 ** rng.integers(-3, 4, size=(3, 6))
+        b = rng.normal(size=3)
+        lo = rng.normal(size=6)
+        hi = lo + rng.random(6) * (rng.random(6) < 0.5)          # some zero widths
+        el, eh = _exact_affine(W, b, lo, hi)
+        layer = Affine(W, b)
+        for sparse in (False, True):
+            lay = Affine(sp.csr_matrix(W), b) if sparse else layer
+            l, h = affine_interval(lay, lo, hi)
+            assert all(Fraction(float(l[i])) <= el[i] for i in range(3))
+            assert all(Fraction(float(h[i])) >= eh[i] for i in range(3))
+        nl, nh = _naive_affine(layer, lo, hi)
+        naive_misses += sum(Fraction(float(nl[i])) > el[i] or Fraction(float(nh[i])) < eh[i]
+                            for i in range(3))
+    assert naive_misses > 0
+
+
+def _exact_act(kind, x: float) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        d = Decimal(x)                       # exact value of the float
+        if kind == "sigmoid":
+            return 1 / (1 + (-d).exp())
+        e = (2 * d).exp()
+        return (e - 1) / (e + 1)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh"])
+def test_activation_interval_contains_the_exact_value(kind):
+    layer = Sigmoid() if kind == "sigmoid" else Tanh()
+    f = ir_sigmoid if kind == "sigmoid" else np.tanh
+    rng = np.random.default_rng(1)
+    xs = rng.uniform(-8, 8, 400)
+    over = [x for x in xs if Decimal(float(f(np.array([x]))[0])) > _exact_act(kind, x)]
+    under = [x for x in xs if Decimal(float(f(np.array([x]))[0])) < _exact_act(kind, x)]
+    assert over and under          # float64 rounds both ways: a naive lower/upper bound is wrong
+    for x in over[:20] + under[:20]:
+        l, h = activation_interval(layer, np.array([x]), np.array([x]))
+        assert Decimal(float(l[0])) <= _exact_act(kind, x) <= Decimal(float(h[0]))
+        assert h[0] - l[0] <= 16 * np.spacing(abs(f(np.array([x]))[0]))
+    # saturation: the true value is strictly inside the range, the bounds stay within it
+    l, h = activation_interval(layer, np.array([-800.0, 800.0]), np.array([-800.0, 800.0]))
+    floor = 0.0 if kind == "sigmoid" else -1.0
+    assert l[0] >= floor and h[0] > floor and h[1] <= 1.0 and l[1] < 1.0
+
+
+def test_outward_rounding_widens_bounds_only_negligibly():
+    rng = np.random.default_rng(4)
+    net = random_net(rng, [20, 64, 64, 10], ["relu", "sigmoid", "tanh"], sparse_layers=(1,))
+    lo = rng.normal(size=20)
+    hi = lo + 0.1
+    ib = interval_bounds(net, lo, hi)
+    nl, nh = [lo], [hi]
+    for layer in net.layers:
+        if isinstance(layer, Affine):
+            a, z = _naive_affine(layer, nl[-1], nh[-1])
+        elif isinstance(layer, ReLU):
+            a, z = np.maximum(nl[-1], 0), np.maximum(nh[-1], 0)
+        else:
+            g = ir_sigmoid if isinstance(layer, Sigmoid) else np.tanh
+            a, z = g(nl[-1]), g(nh[-1])
+        nl.append(a)
+        nh.append(z)
+    for i in range(1, len(nl)):
+        assert np.all(ib.lower[i] <= nl[i]) and np.all(ib.upper[i] >= nh[i])
+        grow = (ib.upper[i] - ib.lower[i]) - (nh[i] - nl[i])
+        assert np.all(grow <= 1e-10 * (nh[i] - nl[i]) + 1e-13), i

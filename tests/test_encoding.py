@@ -327,3 +327,36 @@ def test_bad_input():
         encode_network(Program(), net, bad)
     with pytest.raises(EncodingError, match="not an Affine"):
         encode_weight_layer(Program(), net, 1, np.zeros((1, 2)))
+
+
+def test_big_m_beyond_the_limit_raises_a_typed_error():
+    import pickle
+
+    from cegarnn.encoding import MAX_BIG_M, BigMError
+    assert issubclass(BigMError, EncodingError) and issubclass(BigMError, ValueError)
+    assert MAX_BIG_M == 1e9
+    rng = np.random.default_rng(9)
+    W = rng.normal(size=(3, 2))
+    W[1] *= 1e12                      # neuron 1 of the first affine layer has bounds ~1e12
+    net = Network((Affine(W, np.zeros(3)), ReLU(), Affine(np.ones((1, 3)), np.zeros(1))), (2,))
+    b = interval_bounds(net, -np.ones(2), np.ones(2))
+    assert b.lower[1][1] < -MAX_BIG_M and b.upper[1][1] > MAX_BIG_M
+    with pytest.raises(BigMError) as info:
+        encode_network(Program(), net, b)
+    e = info.value
+    assert (e.layer, e.neuron, e.side, e.value, e.limit) == (1, 1, "lower", b.lower[1][1], MAX_BIG_M)
+    assert "layer 1" in str(e) and "neuron 1" in str(e) and "big-M" in str(e)
+    assert pickle.loads(pickle.dumps(e)).neuron == 1          # crosses process boundaries
+    # the LP (triangle) relaxation has no big-M constant; a larger limit lets it through
+    encode_network(Program(), net, b, relu="triangle")
+    encode_network(Program(), net, b, max_big_m=1e13)
+    # an infinite bound is refused in both modes, naming the neuron
+    bad = LayerBounds([l.copy() for l in b.lower], [u.copy() for u in b.upper])
+    bad.upper[1][2] = np.inf
+    bad.lower[1][2] = -1.0
+    for mode in ("exact", "triangle"):
+        with pytest.raises(BigMError, match="neuron 2: pre-activation upper bound inf is infinite"):
+            encode_network(Program(), net, bad, relu=mode, max_big_m=np.inf)
+    # bounds within the limit encode as before
+    small = interval_bounds(net, -1e-4 * np.ones(2), 1e-4 * np.ones(2))
+    encode_network(Program(), net, small)

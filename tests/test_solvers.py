@@ -377,3 +377,211 @@ def test_make_backend_unknown_name():
 
 def test_available_backends_lists_highs():
     assert "highs" in available_backends()
+
+
+# ---------------------------------------------------------------------------- safe LP bounds
+from fractions import Fraction  # noqa: E402
+
+from cegarnn.solvers.base import safe_lp_bound, scaled_margin  # noqa: E402
+
+
+def _dual_lp(sense="min"):
+    """min x + 2y  s.t.  x + y >= 1, x - y <= 0.5, 0 <= x, y <= 10: optimum 1.25 at (0.75, 0.25),
+    row duals (1.5, -0.5) (c - A^T y = 0). ``max`` is the same LP with the objective negated."""
+    p = Program("dual")
+    x = p.add_vars(2, 0.0, 10.0)
+    p.add_dense_rows([[1, 1], [1, -1]], x, [1.0, -INF], [INF, 0.5])
+    s = 1.0 if sense == "min" else -1.0
+    p.set_objective(x, [s, 2 * s], sense=sense)
+    return p
+
+
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_highs_dual_sign_convention_and_safe_bound(sense):
+    p = _dual_lp(sense)
+    b = HighsBackend(p)
+    s = b.solve()
+    assert s.status is Status.OPTIMAL
+    y = np.array(b.highs.getSolution().row_dual)
+    s_ = 1.0 if sense == "min" else -1.0
+    np.testing.assert_allclose(y, s_ * np.array([1.5, -0.5]), atol=1e-12)   # c - A^T y = col_dual
+    assert safe_lp_bound(p, y) == pytest.approx(s_ * 1.25, abs=1e-12)
+    if sense == "min":
+        assert s.bound <= 1.25 and s.bound == pytest.approx(1.25, abs=1e-12)
+        assert safe_lp_bound(p, -y) < 1.25 - 0.1     # wrong signs: still a valid, weak bound
+    else:
+        assert s.bound >= -1.25 and s.bound == pytest.approx(-1.25, abs=1e-12)
+
+
+def _loose_dual_lp(sense):
+    """min sum c_j x_j, c_j in [-0.005, -0.004], s.t. sum x <= 3, 0 <= x <= 1 (or its max mirror).
+    Every reduced cost at x = 0 is within a dual tolerance of 1e-2, so HiGHS may stop there."""
+    n = 12
+    c = -0.004 - 0.001 * np.arange(n) / n
+    p = Program("loose")
+    x = p.add_vars(n, 0.0, 1.0)
+    p.add_dense_rows(np.ones((1, n)), x, [-INF], [3.0])
+    s = 1.0 if sense == "min" else -1.0
+    p.set_objective(x, s * c, sense=sense, offset=s * 0.125)
+    # exact optimum: the three most negative c_j (exact rationals of the float data)
+    best = sum(sorted(Fraction(float(v)) for v in c)[:3]) + Fraction(0.125)
+    return p, s * best
+
+
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_safe_bound_survives_a_loose_dual_tolerance(sense):
+    """HiGHS stops at a non-optimal vertex when the dual tolerance is loose; its objective is then
+    on the unsafe side of the true optimum, the safe bound is not."""
+    p, true = _loose_dual_lp(sense)
+    s = HighsBackend(p, presolve=False, dual_feasibility_tolerance=1e-2,
+                     primal_feasibility_tolerance=1e-3).solve()
+    assert s.status is Status.OPTIMAL
+    if sense == "min":
+        assert Fraction(s.objective) > true + Fraction(1, 1000)      # raw objective: wrong proof
+        assert Fraction(s.bound) <= true                             # safe bound: right
+    else:
+        assert Fraction(s.objective) < true - Fraction(1, 1000)
+        assert Fraction(s.bound) >= true
+    # with default tolerances the bound is the optimum
+    t = HighsBackend(p).solve()
+    assert float(t.bound) == pytest.approx(float(true), abs=1e-12)
+    assert (Fraction(t.bound) <= true) if sense == "min" else (Fraction(t.bound) >= true)
+
+
+def _random_lp(rng, m=8, n=10):
+    """A feasible LP around a known point: boxed, one-sided and free columns; <=, >=, ranged and
+    equality rows. Free and one-sided columns get their missing bound implied by a row."""
+    point = rng.uniform(-2, 2, n)
+    lo, hi = np.full(n, -4.0), np.full(n, 4.0)
+    kinds = rng.integers(0, 4, n)            # 0 boxed, 1 lower only, 2 upper only, 3 free
+    lo[kinds == 2] = -INF
+    lo[kinds == 3] = -INF
+    hi[kinds == 1] = INF
+    hi[kinds == 3] = INF
+    A = rng.normal(size=(m, n)) * (rng.random((m, n)) < 0.5)
+    act = A @ point
+    rlo = act - rng.uniform(0.1, 2, m)
+    rhi = act + rng.uniform(0.1, 2, m)
+    rk = rng.integers(0, 4, m)
+    rlo[rk == 1] = -INF
+    rhi[rk == 2] = INF
+    rlo[rk == 3] = rhi[rk == 3] = act[rk == 3]
+    # a boxing row per unbounded column (x_j within 3 of the point), so the LP is bounded
+    unb = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
+    B = np.zeros((unb.size, n))
+    B[np.arange(unb.size), unb] = 1.0
+    A = np.vstack([A, B])
+    rlo = np.concatenate([rlo, point[unb] - 3])
+    rhi = np.concatenate([rhi, point[unb] + 3])
+    return A, rlo, rhi, lo, hi, rng.normal(size=n)
+
+
+def test_safe_bound_equals_the_optimum_on_random_lps():
+    from scipy.optimize import linprog
+    rng = np.random.default_rng(11)
+    for k in range(30):
+        A, rlo, rhi, lo, hi, c = _random_lp(rng)
+        sense = "min" if k % 2 == 0 else "max"
+        p = Program("rand")
+        x = p.add_vars(len(c), lo, hi)
+        p.add_dense_rows(A, x, rlo, rhi)
+        p.set_objective(x, c, sense=sense, offset=1.5)
+        s = HighsBackend(p, presolve=(k % 3 == 0)).solve()
+        assert s.status is Status.OPTIMAL
+        sg = 1.0 if sense == "min" else -1.0
+        A_ub = np.vstack([A[np.isfinite(rhi)], -A[np.isfinite(rlo)]])
+        b_ub = np.concatenate([rhi[np.isfinite(rhi)], -rlo[np.isfinite(rlo)]])
+        ref = linprog(sg * c, A_ub=A_ub, b_ub=b_ub, bounds=list(zip(np.where(np.isfinite(lo), lo, None),
+                                                                     np.where(np.isfinite(hi), hi, None))),
+                      method="highs", options={"primal_feasibility_tolerance": 1e-10,
+                                               "dual_feasibility_tolerance": 1e-10})
+        assert ref.status == 0
+        opt = sg * ref.fun + 1.5
+        assert s.bound == pytest.approx(opt, abs=1e-9 * (1 + abs(opt))), k
+        assert sg * (s.bound - opt) <= 1e-9 * (1 + abs(opt)), k
+
+
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_safe_bound_with_a_free_margin_variable(sense):
+    """The verifier's shape: a free variable t above (below) several outputs is minimised
+    (maximised); t's missing bounds are implied by its rows and the objective cut-off."""
+    rng = np.random.default_rng(3)
+    p = Program("margin")
+    y = p.add_vars(4, -1.0, 1.0)
+    p.add_dense_rows(rng.normal(size=(3, 4)), y, [-0.3] * 3, [0.3] * 3)
+    t = p.add_vars(1)                                   # free
+    k = 4
+    vals = np.concatenate([np.ones(k), -np.ones(k)])
+    rows = np.concatenate([np.arange(k), np.arange(k)])
+    cols = np.concatenate([y, np.repeat(t, k)])
+    if sense == "min":
+        p.add_rows(rows, cols, vals, np.full(k, -INF), np.zeros(k))    # y_i - t <= 0
+    else:
+        p.add_rows(rows, cols, vals, np.zeros(k), np.full(k, INF))     # y_i - t >= 0
+    p.set_objective(t, [1.0], sense=sense)
+    s = HighsBackend(p, presolve=False).solve()
+    assert s.status is Status.OPTIMAL
+    assert np.isfinite(s.bound)
+    assert s.bound == pytest.approx(s.objective, abs=1e-12)
+    assert (s.bound <= s.objective) if sense == "min" else (s.bound >= s.objective)
+
+
+def test_safe_bound_is_valid_for_any_multipliers():
+    """Random multipliers give weak but valid bounds (never above the true minimum)."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        A, rlo, rhi, lo, hi, c = _random_lp(rng)
+        p = Program("any")
+        x = p.add_vars(len(c), lo, hi)
+        p.add_dense_rows(A, x, rlo, rhi)
+        p.set_objective(x, c, sense="min")
+        opt = HighsBackend(p).solve().bound
+        for _ in range(5):
+            assert safe_lp_bound(p, rng.normal(size=p.n_rows)) <= opt + 1e-12
+
+
+def test_milp_bound_margin_is_scaled_to_the_problem():
+    p, best = knapsack()
+    p.set_objective(np.arange(p.n_vars), p.objective * 1e6, sense="max")
+    b = HighsBackend(p)
+    s = b.solve()
+    assert s.status is Status.OPTIMAL
+    db = b.highs.getInfo().mip_dual_bound
+    margin = scaled_margin(p, db, 1e-6)
+    assert margin >= 1e-6 * abs(db) >= 1.0               # not an absolute 1e-6
+    assert s.bound == pytest.approx(db + margin, rel=1e-12)
+    assert s.bound >= best * 1e6
+
+
+def test_pulp_lp_bound_is_safe_and_falls_back_to_a_scaled_margin(monkeypatch):
+    if unavailable_reason("pulp") is not None:
+        pytest.skip("pulp not available")
+    for sense in ("min", "max"):
+        p = _dual_lp(sense)
+        s_ = 1.0 if sense == "min" else -1.0
+        for name in ("pulp", "pulp:HiGHS"):
+            if unavailable_reason(name) is not None:
+                continue
+            s = make_backend(p, name).solve()
+            assert s.status is Status.OPTIMAL
+            assert s.bound == pytest.approx(s_ * 1.25, abs=1e-12)
+            assert s_ * s.bound <= 1.25
+    p = small_lp("max")
+    monkeypatch.setattr(PulpBackend, "row_duals", lambda self, prob: None)
+    s = make_backend(p, "pulp").solve()
+    assert s.bound == pytest.approx(s.objective + scaled_margin(p, s.objective, 1e-6), rel=1e-12)
+    assert s.bound > s.objective + 1e-6
+
+
+def test_highs_cutoff_stop_is_a_usable_proof_after_the_margin():
+    """The early stop uses the relaxed (reported) bound, so the bound of an interrupted run is
+    past the cutoff, as a verifier needs it to be."""
+    p = hard_mkp()
+    p.set_objective(np.arange(p.n_vars), -p.objective, sense="min", offset=-1000.0)
+    cutoff = -(relaxation_bound(hard_mkp()) + 1.0)
+    b = HighsBackend(p)
+    s = b.solve(time_limit=10.0, cutoff=cutoff)
+    assert s.status is Status.INTERRUPTED, s.message
+    assert s.bound >= cutoff
+    db = b.highs.getInfo().mip_dual_bound
+    assert s.bound == pytest.approx(db - scaled_margin(p, db, 1e-6), rel=1e-12)

@@ -46,6 +46,45 @@ class EncodingError(ValueError):
     """The network, bounds or options cannot be encoded (batched or non-finite bounds, sizes)."""
 
 
+#: Largest ``|bound|`` of an unstable ReLU's pre-activation that the exact (big-M) encoding uses
+#: as a coefficient. HiGHS treats ``|v| >= 1e20`` as infinite (option ``infinite_bound``) and
+#: rejects matrix entries above ``1e15`` (``large_matrix_value``), but a big-M row is meaningless
+#: long before: with HiGHS' primal feasibility tolerance 1e-7 and integrality tolerance 1e-6, a
+#: constant ``M = 1e9`` lets an "inactive" neuron reach ``1e3`` and spans 9+ orders of magnitude in
+#: one row (HiGHS' scaling cannot repair that). Beyond this limit :class:`BigMError` is raised.
+MAX_BIG_M = 1e9
+
+
+class BigMError(EncodingError):
+    """An unstable ReLU's pre-activation bound is infinite or beyond the big-M limit
+    (:data:`MAX_BIG_M`): encoding it would crash the solver or let it solve a numerically
+    meaningless model. Attributes: ``layer`` (index in ``network.layers`` of the ReLU), ``neuron``,
+    ``side`` ('lower' or 'upper'), ``value`` (the bound), ``limit``. A verifier should answer
+    ``unknown`` with this message (tighter bounds, e.g. CROWN or a smaller box, may help)."""
+
+    def __init__(self, layer: int, neuron: int, side: str, value: float, limit: float, name: str = ""):
+        self.layer, self.neuron, self.side = int(layer), int(neuron), side
+        self.value, self.limit = float(value), float(limit)
+        what = "is infinite" if not np.isfinite(value) else f"exceeds the big-M limit {limit:g}"
+        where = f"{name}: " if name else ""
+        super().__init__(f"{where}ReLU layer {self.layer}, neuron {self.neuron}: pre-activation {side} bound "
+                         f"{self.value!r} {what}; a big-M encoding would be numerically meaningless "
+                         "(tighten the bounds, e.g. CROWN bounds or a smaller input box)")
+
+    def __reduce__(self):
+        return (type(self), (self.layer, self.neuron, self.side, self.value, self.limit))
+
+
+def _check_big_m(l: np.ndarray, u: np.ndarray, idx: np.ndarray, layer: int, limit: float, name: str) -> None:
+    """Raise :class:`BigMError` for the first neuron of ``idx`` whose bound is infinite or
+    (``limit`` finite) larger in magnitude than ``limit``."""
+    for side, v in (("lower", l), ("upper", u)):
+        bad = ~np.isfinite(v[idx]) | (np.abs(v[idx]) > limit)
+        if np.any(bad):
+            k = int(np.argmax(bad))
+            raise BigMError(layer, int(idx[k]), side, float(v[idx[k]]), limit, name)
+
+
 # --------------------------------------------------------------------------- state
 @dataclass(eq=False)
 class Lines:
@@ -222,8 +261,11 @@ def _affine_rows(program: Program, layer: Affine, xin: np.ndarray, xout: np.ndar
 
 
 def _relu_rows(program: Program, x: np.ndarray, y: np.ndarray, l: np.ndarray, u: np.ndarray,
-               mode: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """ReLU rows (y's column bounds already set). Returns (unstable neuron indices, binaries)."""
+               mode: str, name: str, layer: int = -1,
+               max_big_m: float = MAX_BIG_M) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU rows (y's column bounds already set). Returns (unstable neuron indices, binaries).
+    Unstable neurons need finite bounds (:class:`BigMError` otherwise), within ``max_big_m`` in
+    the exact (big-M) mode."""
     active = l >= 0
     unst = (l < 0) & (u > 0)
     ia = np.flatnonzero(active)
@@ -236,8 +278,7 @@ def _relu_rows(program: Program, x: np.ndarray, y: np.ndarray, l: np.ndarray, u:
     if iu.size:
         k = iu.size
         lu, uu = l[iu], u[iu]
-        if not (np.all(np.isfinite(lu)) and np.all(np.isfinite(uu))):
-            raise EncodingError(f"{name}: unstable ReLU with infinite bounds cannot be encoded")
+        _check_big_m(l, u, iu, layer, max_big_m if mode == "exact" else np.inf, name)
         ar = np.arange(k)
         # y - x >= 0
         r0, c0, v0 = np.repeat(ar, 2), np.stack([y[iu], x[iu]], 1).reshape(-1), np.tile([1.0, -1.0], k)
@@ -438,7 +479,7 @@ def _segments_for_layer(segments, layer: int, n: int, l: np.ndarray, u: np.ndarr
 # --------------------------------------------------------------------------- main entry
 def encode_network(program: Program, network: Network, bounds: LayerBounds, input_vars=None,
                    relu: str = "exact", segments=None, name: str = "net", eps: float = EPS,
-                   tol: float = 1e-6) -> NetworkEncoding:
+                   tol: float = 1e-6, max_big_m: float = MAX_BIG_M) -> NetworkEncoding:
     """Add ``network`` to ``program`` (see the module docstring) and return its encoding.
 
     ``bounds``: sound bounds of every value for ONE box (``LayerBounds``, e.g. ``interval_bounds``
@@ -449,7 +490,9 @@ def encode_network(program: Program, network: Network, bounds: LayerBounds, inpu
     neuron), or a dict ``{layer: K | list of per-neuron breakpoint arrays}`` and/or
     ``{(layer, neuron): breakpoints}``; breakpoints outside ``(l, u)`` are ignored, the ends are
     always ``l`` and ``u``. ``eps``: outward shift of envelope lines; ``tol``: minimal distance
-    between breakpoints.
+    between breakpoints. ``max_big_m``: an unstable ReLU whose pre-activation bound is infinite, or
+    (``relu='exact'``) larger in magnitude than this (default :data:`MAX_BIG_M` = 1e9), raises
+    :class:`BigMError` naming the layer, neuron and bound.
     """
     if relu not in ("exact", "triangle"):
         raise EncodingError(f"relu must be 'exact' or 'triangle', got {relu!r}")
@@ -489,7 +532,7 @@ def encode_network(program: Program, network: Network, bounds: LayerBounds, inpu
             ylo = np.where(u <= 0, 0.0, np.minimum(ylo, yhi))
             yhi = np.where(u <= 0, 0.0, yhi)
             y = program.add_vars(x.shape[0], ylo, yhi, name=f"{nm}.v")
-            iu, bins = _relu_rows(program, x, y, l, u, relu, nm)
+            iu, bins = _relu_rows(program, x, y, l, u, relu, nm, i, max_big_m)
             if relu == "exact":
                 enc.relu_unstable[i], enc.relu_binaries[i] = iu, bins
         elif isinstance(layer, (Sigmoid, Tanh)):
@@ -704,5 +747,6 @@ def encode_weight_layer(program: Program, network: Network, layer_index: int, in
     return WeightEncoding(program, network, layer_index, dW, db, Z, outputs, H, encs)
 
 
-__all__ = ["NetworkEncoding", "EncodingError", "Lines", "encode_network", "decode", "add_linear_objective",
+__all__ = ["NetworkEncoding", "EncodingError", "BigMError", "MAX_BIG_M", "Lines", "encode_network", "decode",
+           "add_linear_objective",
            "add_output_constraints", "WeightEncoding", "encode_weight_layer"]

@@ -2,7 +2,20 @@
 
 Requires: ``highspy`` (HiGHS >= 1.7). Sound and complete for (MI)LPs within HiGHS' tolerances:
 ``OPTIMAL``/``INFEASIBLE``/``UNBOUNDED`` are only reported when HiGHS proved them; an optimal MILP
-is optimal within ``mip_gap`` and ``Solution.bound`` carries HiGHS' proven dual bound.
+is optimal within ``mip_gap``.
+
+``Solution.bound`` (what proofs rest on, never ``objective``):
+
+* pure LP solved to optimality: the Neumaier–Shcherbina safe bound computed from HiGHS' row duals
+  and the program's own data (:func:`~cegarnn.solvers.base.safe_lp_bound`). It is a valid bound
+  whatever the duals are (tolerances, wrong signs, an early stop only weaken it), with the float64
+  rounding of its own evaluation covered; on well-scaled LPs it equals the optimum to ~1e-9.
+* MILP: HiGHS' dual bound relaxed by ``tol * max(1, |bound|, objective scale)``
+  (:func:`~cegarnn.solvers.base.scaled_margin`, ``tol`` the largest of HiGHS' primal, dual and MIP
+  feasibility tolerances). This is NOT rigorous: the dual bound rests on node LPs solved within
+  those tolerances, and HiGHS gives no certificate for the tree; the margin covers the typical
+  error, not the worst case. (Integrality tolerance is on the safe side: it enlarges the feasible
+  set, which can only lower a minimum.)
 
 Incremental use: the backend remembers how many columns, rows, coefficient entries and change-log
 items of the :class:`~cegarnn.encoding.program.Program` it has synced. ``solve()`` adds only the
@@ -14,9 +27,9 @@ Early stopping (MILPs): ``target``/``cutoff`` are checked in a HiGHS MIP-interru
 HiGHS calls many times per second during the search with its current primal bound (incumbent) and
 dual bound, both in the program's own sense and including the offset. ``target``: interrupt as
 soon as the incumbent is strictly better than ``target``. ``cutoff``: interrupt as soon as the dual
-bound shows that nothing strictly better than ``cutoff`` exists (min: bound >= cutoff, max: bound
-<= cutoff). The run then ends with ``kInterrupt`` and is reported as ``INTERRUPTED`` with the
-incumbent and the bound. We do not use HiGHS' ``objective_bound``/``objective_target`` options:
+bound, relaxed by the scaled margin as ``Solution.bound`` is, shows that nothing strictly better
+than ``cutoff`` exists (min: bound >= cutoff, max: bound <= cutoff). The run then ends with
+``kInterrupt`` and is reported as ``INTERRUPTED`` with the incumbent and the bound. We do not use HiGHS' ``objective_bound``/``objective_target`` options:
 for a MILP they prune the search so that "nothing better than the bound" is reported as
 *infeasible*, which would blur the status. For a pure LP both arguments are ignored (an LP is
 solved to optimality, which is at least as informative).
@@ -29,7 +42,8 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
-from .base import Solution, SolverError, Status
+from .base import (LPView, Solution, SolverError, Status, _margin, objective_scale, relax_bound,
+                   safe_lp_bound)
 
 try:  # pragma: no cover - exercised through available()
     import highspy
@@ -139,6 +153,9 @@ class HighsBackend:
         self._has_int = False
         self._sense = "min"
         self._offset = 0.0
+        self._view = None
+        self._mtol = 0.0
+        self._oscale = 0.0
 
     def reset(self) -> None:
         """Forget the live model; the next ``solve()`` rebuilds it from the program."""
@@ -266,6 +283,10 @@ class HighsBackend:
 
         maximise = p.sense == "max"
         reason = {}
+        # a MILP's proved bound is HiGHS' dual bound relaxed by the scaled margin (see _result);
+        # the cutoff test uses the same relaxed bound, so an early stop is a usable proof
+        self._mtol = self._mip_tol() if self._has_int else 0.0
+        self._oscale = objective_scale(p) if self._has_int else 0.0
         # HiGHS checks its own time limit too rarely in places (seen: 9 s of root cut separation
         # past a 10 s limit), so the callbacks also stop the run at the deadline.
         deadline = None if time_limit is None else t0 + max(0.0, float(time_limit))
@@ -286,6 +307,8 @@ class HighsBackend:
                     reason.setdefault("why", f"incumbent {pb:.10g} better than target {target:.10g}")
             if cutoff is not None:
                 db = out.mip_dual_bound
+                if np.isfinite(db):
+                    db = relax_bound(p, db, _margin(db, self._mtol, self._oscale))
                 if np.isfinite(db) and (db <= cutoff if maximise else db >= cutoff):
                     stop = True
                     reason.setdefault("why", f"bound {db:.10g} shows nothing better than cutoff {cutoff:.10g}")
@@ -351,9 +374,9 @@ class HighsBackend:
         if self._has_int:
             db = float(info.mip_dual_bound)
             if np.isfinite(db) and status not in (Status.INFEASIBLE, Status.UNBOUNDED):
-                bound = db
+                bound = relax_bound(self.program, db, _margin(db, self._mtol, self._oscale))
         elif status is Status.OPTIMAL:
-            bound = objective
+            bound = self.safe_bound(objective)
         message = h.modelStatusToString(model_status)
         if status is Status.INTERRUPTED and why.startswith("time limit"):
             status = Status.TIME_LIMIT
@@ -362,6 +385,29 @@ class HighsBackend:
         return Solution(status=status, x=x, objective=objective, bound=bound,
                         time=time.perf_counter() - t0, message=message,
                         node_count=max(0, int(info.mip_node_count)) if self._has_int else 0)
+
+    def _option(self, name: str) -> float:
+        st, value = self._h.getOptionValue(name)
+        return float(value)
+
+    def _mip_tol(self) -> float:
+        """The tolerance a MILP dual bound is relaxed by (times the problem's scale, see
+        :func:`~cegarnn.solvers.base.scaled_margin`): the largest of HiGHS' primal, dual and MIP
+        feasibility tolerances (1e-6 by default), so that loosening them loosens the proof."""
+        return max(self._option("mip_feasibility_tolerance"), self._option("primal_feasibility_tolerance"),
+                   self._option("dual_feasibility_tolerance"))
+
+    def safe_bound(self, objective: Optional[float] = None) -> float:
+        """Rigorous bound on the LP optimum from HiGHS' current row duals
+        (:func:`~cegarnn.solvers.base.safe_lp_bound`); ``-inf`` (min) / ``+inf`` (max) when HiGHS
+        has no dual values. HiGHS' ``row_dual`` satisfies ``c - A^T y = col_dual`` in the
+        model's own sense (checked in tests/test_solvers.py on an LP with known duals)."""
+        sol = self._h.getSolution()
+        if not sol.dual_valid:
+            return -np.inf if self.program.sense == "min" else np.inf
+        if self._view is None or not self._view.matches(self.program):
+            self._view = LPView(self.program)
+        return safe_lp_bound(self.program, np.asarray(sol.row_dual, dtype=np.float64), objective, self._view)
 
     def _empty(self, t0: float) -> Solution:
         """A program without variables: feasible iff every (empty) row admits 0."""

@@ -29,9 +29,21 @@ Status mapping reads the solver's own status, not only PuLP's summary, because P
   we say UNKNOWN (with the point) rather than risk a wrong OPTIMAL.
 
 ``target``/``cutoff`` are ignored (PuLP has no portable callback); the solve runs to its normal
-end, so the answer is still correct, only not early. ``Solution.bound``: HiGHS' dual bound when
-available; for a CBC-optimal MILP ``objective`` relaxed by the relative gap (CBC does not report
-its bound through PuLP); for an optimal LP the objective; otherwise None.
+end, so the answer is still correct, only not early.
+
+``Solution.bound`` (what proofs rest on):
+
+* optimal LP: the safe bound of :func:`~cegarnn.solvers.base.safe_lp_bound` from the row duals
+  PuLP reads back (``constraint.pi``; CBC and HiGHS both give them; a ranged row's two
+  constraints are added up). PuLP's sign convention differs between solvers (CBC: the program's
+  own sense; HiGHS: min form), and any multipliers give a valid bound, so both signs are tried and
+  the better bound is kept. When the solver gave no duals, the objective relaxed by
+  :func:`~cegarnn.solvers.base.scaled_margin` with ``tol = 1e-6`` (CBC's and HiGHS' default
+  feasibility tolerances are 1e-7..1e-6) -- NOT rigorous, like every MILP bound.
+* MILP: HiGHS' dual bound when available, for a CBC-optimal MILP ``objective`` relaxed by the
+  relative gap (CBC does not report its bound through PuLP); either relaxed further by
+  :func:`~cegarnn.solvers.base.scaled_margin` (``tol = 1e-6``). Not rigorous.
+* otherwise None.
 """
 from __future__ import annotations
 
@@ -41,7 +53,10 @@ from typing import Optional
 
 import numpy as np
 
-from .base import Solution, SolverError, Status
+from .base import LPView, Solution, SolverError, Status, relax_bound, safe_lp_bound, scaled_margin
+
+#: tolerance of the (non-rigorous) scaled margin used when no duals are available
+MARGIN_TOL = 1e-6
 
 try:
     import pulp
@@ -259,6 +274,7 @@ class PulpBackend:
                 if np.isfinite(db) and status not in (Status.INFEASIBLE, Status.UNBOUNDED):
                     # PuLP hands HiGHS min(-c x) for a maximisation and no objective constant
                     bound = (-db if p.sense == "max" else db) + p.offset
+                    bound = relax_bound(p, bound, scaled_margin(p, bound, MARGIN_TOL))
                 node_count = max(0, int(info.mip_node_count))
         else:
             status, has_point, message = self._generic_status(prob, time_limit)
@@ -270,11 +286,45 @@ class PulpBackend:
             if status is Status.OPTIMAL and bound is None:
                 if is_mip:
                     slack = float(mip_gap) * max(abs(objective), 1.0)
-                    bound = objective + slack if p.sense == "max" else objective - slack
+                    bound = relax_bound(p, objective, slack + scaled_margin(p, objective, MARGIN_TOL))
                 else:
-                    bound = objective
+                    bound = self.safe_bound(prob, objective)
         return Solution(status=status, x=x, objective=objective, bound=bound,
                         time=time.perf_counter() - t0, message=message, node_count=node_count)
+
+    def row_duals(self, prob) -> Optional[np.ndarray]:
+        """One multiplier per program row from PuLP's ``constraint.pi`` (a ranged row's two
+        constraints summed; dropped rows 0), or None when the solver gave none."""
+        p = self.program
+        y = np.zeros(p.n_rows)
+        seen = False
+        cons = prob.constraints
+        cons = cons() if callable(cons) else list(cons.values())   # PuLP >= 3.3 / older
+        for con in cons:
+            name = str(getattr(con, "name", "") or "")
+            pi = getattr(con, "pi", None)
+            if name.startswith("r"):
+                i = name[1:].split("_", 1)[0]
+                if i.isdigit():
+                    if pi is None:
+                        return None
+                    if not np.isfinite(float(pi)):
+                        return None
+                    y[int(i)] += float(pi)
+                    seen = True
+        return y if (seen or not cons) else None
+
+    def safe_bound(self, prob, objective: float) -> float:
+        """Safe LP bound from PuLP's duals (both sign conventions tried), else the objective
+        relaxed by the scaled margin (see the module docstring)."""
+        p = self.program
+        y = self.row_duals(prob)
+        if y is None:
+            return relax_bound(p, objective, scaled_margin(p, objective, MARGIN_TOL))
+        view = LPView(p)
+        a = safe_lp_bound(p, y, objective, view)
+        b = safe_lp_bound(p, -y, objective, view)
+        return max(a, b) if p.sense == "min" else min(a, b)
 
     def _generic_status(self, prob, time_limit):
         st, sol = prob.status, prob.sol_status

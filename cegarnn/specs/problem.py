@@ -28,6 +28,10 @@ class Problem:
     ``reference(z_batch) -> outputs`` evaluates the *original* model(s) (torch/ONNX) on free
     inputs; ``full_input(z) -> x_full`` embeds free inputs into the original model's input (for
     reports and VNN-LIB answers). ``meta`` holds JSON-friendly facts (label, latent size, ...).
+
+    ``strict_lower`` / ``strict_upper`` (optional boolean masks over the free inputs): the bound
+    is strict (``lower < z`` / ``z < upper``, VNN-LIB ``<``/``>``). The box stays closed for
+    bounds and proofs (conservative); only a counterexample must lie strictly inside such a bound.
     """
 
     network: Network
@@ -38,11 +42,26 @@ class Problem:
     full_input: Optional[Callable[[np.ndarray], np.ndarray]] = None
     name: str = ""
     meta: dict = field(default_factory=dict)
+    strict_lower: Optional[np.ndarray] = None
+    strict_upper: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.lower, self.upper = check_box(self.lower, self.upper, self.network.n_inputs)
         if self.lower.ndim != 1:
             raise BoxError("a problem's box must be one box (1-D lower/upper)")
+        for attr in ("strict_lower", "strict_upper"):
+            m = getattr(self, attr)
+            if m is None:
+                continue
+            m = np.asarray(m)
+            if m.dtype != np.bool_ or m.shape != self.lower.shape:
+                raise SpecError(f"{attr} must be a boolean mask of shape {self.lower.shape}, "
+                                f"got {m.dtype} {m.shape}")
+            if np.any(m & (self.lower == self.upper)):
+                i = int(np.flatnonzero(m & (self.lower == self.upper))[0])
+                raise SpecError(f"empty input region: free input {i} has a strict bound at "
+                                f"lower == upper == {self.lower[i]!r}")
+            setattr(self, attr, m.copy() if m.any() else None)
         if self.unsafe.n_outputs != self.network.n_outputs:
             raise SpecError(f"unsafe region is over {self.unsafe.n_outputs} outputs, "
                             f"network has {self.network.n_outputs}")
@@ -68,8 +87,9 @@ def classification_problem(network: Network, x, label: int, eps: float, clip=(0.
     lo, hi = x - eps, x + eps
     if clip is not None:
         lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-    return Problem(network, lo, hi, classification_unsafe(network.n_outputs, label), reference=reference,
-                   name=name, meta={"label": int(label), "eps": float(eps)})
+    from ..network.reference import check_onnx_problem      # IR vs onnxruntime when the reference is ONNX
+    return check_onnx_problem(Problem(network, lo, hi, classification_unsafe(network.n_outputs, label),
+                   reference=reference, name=name, meta={"label": int(label), "eps": float(eps)}))
 
 
 def _as_network(obj, input_shape=None) -> Network:
@@ -167,6 +187,8 @@ def generative_problem(generator, classifier, x, label: int, *, latent_lower=Non
         g = gref(full_input(z))
         return cref(g) if cref is not None else g
 
-    return Problem(net, zl, zu, classification_unsafe(net.n_outputs, label), reference=reference,
+    from ..network.reference import check_onnx_problem      # IR vs onnxruntime when a model is ONNX
+    return check_onnx_problem(Problem(net, zl, zu, classification_unsafe(net.n_outputs, label), reference=reference,
                    full_input=full_input, name=name,
-                   meta={"label": int(label), "latent_dim": int(k), "delta": None if delta is None else float(delta)})
+                   meta={"label": int(label), "latent_dim": int(k), "delta": None if delta is None else float(delta)}),
+                   gref, cref)

@@ -32,6 +32,7 @@ import torch
 from ..bounds import compute_bounds
 from ..bounds.box import LayerBounds
 from ..bounds.rounding import output_padding
+from ..encoding import BigMError
 from ..encoding.program import Program
 from ..network.ir import Affine, Network, Sigmoid, Tanh, sigmoid
 from ..solvers.base import Status, make_backend
@@ -298,7 +299,10 @@ def _solve_box(ctx: _Ctx, box: _Box, bounds: LayerBounds, refine: bool, segments
     relu = "exact"
     if ctx.policy == "input" and refine and bounds.unstable_relus(ctx.spec_net) > ctx.opts.relu_exact_max:
         relu = "triangle"
-    abst = BoxAbstraction(ctx, bounds, segments, relu)
+    try:
+        abst = BoxAbstraction(ctx, bounds, segments, relu)
+    except BigMError as exc:              # bounds too large for a meaningful big-M encoding
+        return "unknown", f"encoding: {exc}"
     for j in open_j:
         rounds = 0
         while True:

@@ -88,6 +88,8 @@ def cmd_vnnlib(a) -> int:
             raise ValueError("--timeout must be > 0 seconds")
         from .vnnlib import vnnlib_problems
         problems = vnnlib_problems(a.network, a.property)
+        from ..network.reference import check_problem_reference
+        check_problem_reference(problems)      # IR vs onnxruntime on each box: ConversionMismatch -> error
     except (NetworkError, SpecError, BoxError, OSError, ValueError) as e:
         return finish(InstanceResult("error", _one_line(e), prepare_seconds=time.perf_counter() - t0))
     except MemoryError:
