@@ -521,3 +521,29 @@ def test_outward_rounding_widens_bounds_only_negligibly():
         assert np.all(ib.lower[i] <= nl[i]) and np.all(ib.upper[i] >= nh[i])
         grow = (ib.upper[i] - ib.lower[i]) - (nh[i] - nl[i])
         assert np.all(grow <= 1e-10 * (nh[i] - nl[i]) + 1e-13), i
+
+
+# ---------------------------------------------------------------------------- one-way imports
+def test_imports_flow_one_way():
+    """The encoder uses the bounds package, never the other way; the LP tightener sits above both
+    and is imported only for method='lp'; the IR and the bounds do not import torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cegarnn
+    root = Path(cegarnn.__file__).resolve().parent
+    code = (
+        "import sys, types\n"
+        # the package root (which imports the verifier) is left out: only the layers are checked
+        f"pkg = types.ModuleType('cegarnn'); pkg.__path__ = [{str(root)!r}]; sys.modules['cegarnn'] = pkg\n"
+        "import cegarnn.bounds, cegarnn.network.ir\n"
+        "bad = [m for m in ('cegarnn.encoding', 'cegarnn.solvers', 'cegarnn.lp_tighten', 'torch',\n"
+        "                   'cegarnn.network.torch_io') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "import cegarnn.encoding\n"
+        "bad = [m for m in ('cegarnn.solvers', 'cegarnn.lp_tighten') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

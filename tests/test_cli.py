@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from cegarnn.cli import CONF_DIR, build_problem, options_from_cfg
-from cegarnn.verifier.cegar import METHODS, Options
+from cegarnn.cli.verify import CONF_DIR, build_problem, options_from_cfg
+from cegarnn.verifier.methods import METHODS
+from cegarnn.verifier.options import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "experiments" / "models"

@@ -6,11 +6,12 @@ import scipy.sparse as sp
 
 from cegarnn.bounds.box import BoxError, LayerBounds
 from cegarnn.bounds.interval import interval_bounds
-from cegarnn.bounds.lp_tighten import lp_tighten
 from cegarnn.encoding import (EncodingError, Program, add_linear_objective, add_output_constraints, decode,
                               encode_network, encode_weight_layer)
+from cegarnn.lp_tighten import lp_tighten
 from cegarnn.network.ir import Affine, Network, ReLU, Sigmoid, Tanh, sigmoid
-from cegarnn.solvers.base import Status, available_backends, make_backend
+from cegarnn.network.torch_io import to_torch
+from cegarnn.solvers import Status, available_backends, make_backend
 
 pytest.importorskip("highspy")
 
@@ -74,7 +75,7 @@ def test_relu_exact_encoding_equals_forward_pass_with_conv():
     for got, want in zip(vals, net.forward_all(x0)):
         assert np.allclose(got, want, atol=1e-6)
     with torch.no_grad():
-        out = net.to_torch()(torch.tensor(x0.reshape(1, 1, 6, 6))).numpy()[0]
+        out = to_torch(net)(torch.tensor(x0.reshape(1, 1, 6, 6))).numpy()[0]
     assert np.allclose(vals[-1], out, atol=1e-6)
 
 
@@ -247,7 +248,7 @@ def test_weight_change_flips_label(layer_index):
     assert sol.status is Status.OPTIMAL
     dW, db = we.decode(sol.x)
     assert np.abs(dW).max() > 0
-    model = net.to_torch()
+    model = to_torch(net)
     lin = model[1 + layer_index]
     with torch.no_grad():
         lin.weight += torch.tensor(dW)

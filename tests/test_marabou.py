@@ -14,20 +14,18 @@ from cegarnn.specs.problem import box_problem, generative_problem
 from cegarnn.specs.property import classification_unsafe
 from cegarnn.verifier import marabou
 
-from test_verify import CASES, grid_truth, make_case
-
 ROOT = Path(__file__).resolve().parents[1]
 SHIFTS = ROOT / "experiments" / "models" / "shifts"
 
 
-def test_marabou_on_sigmoid_cases_never_contradicts_the_grid():
+def test_marabou_on_sigmoid_cases_never_contradicts_the_grid(generative_case, grid_margin):
     """Without the attack every verdict is Marabou's. On sigmoid networks Marabou 2.0 refutes
     (unsat) or answers UNKNOWN, never sat: verified only where the grid is safe, and it must
     prove some of the safe cases."""
     seen = []
-    for seed, radius in CASES[:8]:
-        prob, G, C, x, label, lo, hi = make_case(seed, radius)
-        gmin, _ = grid_truth(G, C, x, label, lo, hi, n=81)
+    for seed, radius in [(s, r) for s in range(4) for r in (1.5, 4.0)]:
+        prob, G, C, x, label, lo, hi = generative_case(seed, radius)
+        gmin, _ = grid_margin(G, C, x, label, lo, hi, n=81)
         res = verify(prob, method="marabou", time_limit=20, attack=False)
         assert res.status != "falsified" or res.counterexample.margin_reference <= 0
         if res.status == "verified":
@@ -125,8 +123,8 @@ def test_marabou_rejects_tanh_and_reports_when_missing(monkeypatch):
 
 
 def test_sweep_cell_refuses_marabou_when_missing(monkeypatch, tmp_path):
-    from cegarnn.sweep import run_cell
-    from cegarnn.verifier.cegar import Options
+    from cegarnn.shift.sweep import run_cell
+    from cegarnn.verifier.options import Options
     monkeypatch.setattr(marabou, "available", lambda: False)
     d = SHIFTS / "rotation"
     with pytest.raises(ValueError, match="maraboupy"):

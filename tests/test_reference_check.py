@@ -16,7 +16,7 @@ from cegarnn.network.reference import (ConversionMismatch, check_against_referen
                                        check_points, check_problem_reference, is_onnx_reference,
                                        onnx_reference)
 from cegarnn.specs.problem import classification_problem, generative_problem  # noqa: E402
-from cegarnn.vnncomp.cli import main  # noqa: E402
+from cegarnn.cli.commands import main  # noqa: E402
 from cegarnn.vnncomp.runner import read_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from cegarnn import report as rp
-from cegarnn.report import COLUMNS
+from cegarnn.shift import report as rp
+from cegarnn.shift.rows import COLUMNS
 
 # (method, delta, image, status, time) for classifier mlp, shift rotation; time limit 5 s
 ROTATION = [
@@ -112,7 +112,7 @@ def test_collect_types_nested_dirs_and_duplicates(tmp_path, caplog):
 
     # a rerun of one cell in a later directory (sorted path order) replaces that cell's row
     write_rows(tmp_path / "b" / "rerun" / "rows.csv", [make_row("rotation", "mlp", 0.5, "lp", 1, "verified", 0.7)])
-    with caplog.at_level(logging.WARNING, logger="cegarnn.report"):
+    with caplog.at_level(logging.WARNING, logger="cegarnn.shift.rows"):
         rows2 = rp.collect([tmp_path / "a", tmp_path / "b"])
     assert len(rows2) == len(rows)
     r = next(r for r in rows2 if (r["method"], r["delta"], r["image"], r["shift"]) == ("lp", 0.5, 1, "rotation"))
@@ -264,7 +264,7 @@ def test_write_report(tmp_path):
 
 def _cli(*args):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", "cegarnn.vnncomp.cli", "report", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "cegarnn.cli", "report", *map(str, args)],
                           capture_output=True, text=True, timeout=120, env=env)
 
 

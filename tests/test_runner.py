@@ -3,25 +3,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from cegarnn.network import Affine, Network, ReLU, save_onnx
+from cegarnn.cli.commands import main
 from cegarnn.vnncomp import runner
-from cegarnn.vnncomp.cli import main
 from cegarnn.vnncomp.compare import compare
 from cegarnn.vnncomp.runner import BenchConfig, read_result, read_results, run_benchmark, run_child
 
 
-def write_instances(tmp_path):
+def write_instances(tmp_path, tiny_onnx):
     """tiny.onnx + an easy unsat property, a corrupt ONNX, a property of the wrong size."""
-    rng = np.random.default_rng(1)
-    net = Network((Affine(rng.normal(size=(5, 2)), rng.normal(size=5)), ReLU(),
-                   Affine(rng.normal(size=(2, 5)), rng.normal(size=2))), (2,))
     bench = tmp_path / "bench"
     (bench / "nets").mkdir(parents=True)
     (bench / "props").mkdir()
-    save_onnx(net, bench / "nets" / "tiny.onnx")
+    tiny_onnx("tiny.onnx", seed=1, sizes=(2, 5, 2), directory=bench / "nets")
     (bench / "nets" / "corrupt.onnx").write_bytes(b"\x08\x07garbage" * 50)
     decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(2)) + \
         "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
@@ -60,8 +55,8 @@ def test_kill_logic_kills_the_whole_process_group(tmp_path):
     assert rc == 0 and not killed and (tmp_path / "log2.txt").read_text().strip() == "hi"
 
 
-def test_runner_survives_bad_instances_and_resumes(tmp_path, monkeypatch):
-    csv_path = write_instances(tmp_path)
+def test_runner_survives_bad_instances_and_resumes(tiny_onnx, tmp_path, monkeypatch):
+    csv_path = write_instances(tmp_path, tiny_onnx)
     out = tmp_path / "results.csv"
     lines = []
     rows = run_benchmark(csv_path, BenchConfig(out=out, workers=2, grace=60), echo=lines.append)
@@ -95,8 +90,8 @@ def test_runner_survives_bad_instances_and_resumes(tmp_path, monkeypatch):
     assert len(read_results(out)) == 3
 
 
-def test_runner_kills_an_instance_over_its_time(tmp_path):
-    csv_path = write_instances(tmp_path)
+def test_runner_kills_an_instance_over_its_time(tiny_onnx, tmp_path):
+    csv_path = write_instances(tmp_path, tiny_onnx)
     out = tmp_path / "results.csv"
     start = time.perf_counter()
     rows = run_benchmark(csv_path, BenchConfig(out=out, timeout_scale=1e-3, grace=0.0, limit=1), echo=lambda s: None)

@@ -379,6 +379,33 @@ def test_available_backends_lists_highs():
     assert "highs" in available_backends()
 
 
+def test_registry_entries_and_a_new_backend(monkeypatch):
+    from cegarnn.solvers import BACKENDS
+    from cegarnn.solvers.registry import BackendEntry
+    assert BACKENDS["highs"].available() == HighsBackend.available()
+    assert BACKENDS["pulp"].unavailable_reason("NO_SUCH_SOLVER") is not None
+
+    class Fake:
+        name = "fake"
+        sub_option = "flavour"
+
+        def __init__(self, program, flavour="plain"):
+            self.program, self.flavour = program, flavour
+
+        @staticmethod
+        def available():
+            return True
+
+        @staticmethod
+        def unavailable_reason(sub=""):
+            return None
+
+    monkeypatch.setitem(BACKENDS, "fake", BackendEntry(lambda: Fake))
+    b = make_backend(small_lp(), "fake:spicy")
+    assert isinstance(b, Fake) and b.flavour == "spicy"
+    assert "fake" in available_backends() and unavailable_reason("fake") is None
+
+
 # ---------------------------------------------------------------------------- safe LP bounds
 from fractions import Fraction  # noqa: E402
 
@@ -585,3 +612,53 @@ def test_highs_cutoff_stop_is_a_usable_proof_after_the_margin():
     assert s.bound >= cutoff
     db = b.highs.getInfo().mip_dual_bound
     assert s.bound == pytest.approx(db - scaled_margin(p, db, 1e-6), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- silence
+# HiGHS prints its banner ("Running HiGHS ... Copyright ...") from C++ to file descriptor 1 when
+# the first highspy.Highs of a process is built; only a fresh process shows it, so the tiny LP is
+# built and solved in a child whose stdout is the descriptor capfd captures.
+_TINY_LP = """
+import sys
+import numpy as np
+from cegarnn.encoding.program import Program
+from cegarnn.solvers import make_backend
+p = Program("tiny")
+x = p.add_vars(2, 0.0, 1.0)
+p.add_dense_rows(np.array([[1.0, 1.0]]), x, np.array([-np.inf]), np.array([1.5]))
+p.set_objective(x, [1.0, 2.0], "max")
+s = make_backend(p, sys.argv[1]).solve()
+sys.stdout.write(f"{s.status.value} {s.objective:.6f}\\n")
+"""
+
+
+@pytest.mark.parametrize("name", ["highs", "pulp:HiGHS"])
+def test_highs_prints_nothing_in_a_fresh_process(capfd, name):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cegarnn
+    reason = unavailable_reason(name)
+    if reason is not None:
+        pytest.skip(reason)
+    root = str(Path(cegarnn.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    capfd.readouterr()
+    subprocess.run([sys.executable, "-c", _TINY_LP, name], env=env, check=True, timeout=120)
+    out, err = capfd.readouterr()
+    assert out == "optimal 2.500000\n"
+    assert "HiGHS" not in err and "Copyright" not in err
+
+
+def test_highs_backend_prints_nothing_while_building_and_solving(capfd):
+    capfd.readouterr()
+    p = small_lp("max")
+    b = HighsBackend(p)
+    s = b.solve()
+    b.reset()
+    b.solve(time_limit=5.0)
+    out, err = capfd.readouterr()
+    assert s.status is Status.OPTIMAL
+    assert out == "" and err == ""

@@ -200,7 +200,7 @@ def _margin_gap_instance(tmp_path):
 
 @pytest.mark.parametrize("method", ["lp", "cegar"])
 def test_case4_proofs_cover_the_executed_float32_model(tmp_path, method):
-    from cegarnn.vnncomp.cli import main
+    from cegarnn.cli.commands import main
     net_path, prop = _margin_gap_instance(tmp_path)
     out = tmp_path / "result.txt"
     main(["vnnlib", str(net_path), str(prop), "--timeout", "5", "--method", method, "--out", str(out)])

@@ -12,8 +12,9 @@ import pytest
 
 from cegarnn.network import load_network
 from cegarnn.network.reference import onnx_reference
-from cegarnn.sweep import COLUMNS, run_cell
-from cegarnn.verifier.cegar import Options
+from cegarnn.shift.rows import COLUMNS
+from cegarnn.shift.sweep import run_cell
+from cegarnn.verifier.options import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIFT_DIR = ROOT / "experiments" / "models" / "shifts"
@@ -131,7 +132,7 @@ def test_run_cell_bad_input(tmp_path, kw, match):
 def test_tiny_hydra_sweep_end_to_end(tmp_path):
     """2 images x 2 methods x 1 radius through `cegarnn-verify -m experiment=shift_sweep` (joblib)."""
     sweep_dir = tmp_path / "sweep"
-    cmd = [sys.executable, "-c", "from cegarnn.cli import verify_main; verify_main()", "-m",
+    cmd = [sys.executable, "-c", "from cegarnn.cli.verify import verify_main; verify_main()", "-m",
            "experiment=shift_sweep", "shift=brightness", "delta=0.5", "method=crown,bab-crown",
            "sweep.n_images=2", "sweep.first_image=1", "verifier.time_limit=5", "hydra.launcher.n_jobs=2",
            f"hydra.sweep.dir={sweep_dir}"]

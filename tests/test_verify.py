@@ -11,7 +11,7 @@ from cegarnn.network import from_torch
 from cegarnn.specs.problem import Problem, classification_problem, generative_problem
 from cegarnn.specs.property import SpecError, UnsafeRegion, classification_unsafe
 from cegarnn.bounds.box import BoxError
-from cegarnn.verifier.cegar import Options, run
+from cegarnn.verifier import Options, run
 
 N_X, N_Z = 4, 2
 
@@ -161,7 +161,7 @@ def test_segment_refinement_alone_decides_with_progress_guarantee(seed, radius):
 
 def test_refined_point_never_returns_is_checked():
     """The progress check itself fires on a fabricated violation (so the debug mode is not vacuous)."""
-    from cegarnn.verifier.cegar import BoxAbstraction
+    from cegarnn.verifier.box_solve import BoxAbstraction
     from types import SimpleNamespace
     prob, *_ = make_case(6, 4.0)
     net = prob.network

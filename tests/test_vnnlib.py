@@ -7,10 +7,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from cegarnn.network import Affine, Network, NetworkError, ReLU, load_onnx, save_onnx
-from cegarnn.vnncomp.cli import main
+from cegarnn.cli.commands import main
+from cegarnn.network import Affine, Network, NetworkError, load_onnx, save_onnx
+from cegarnn.specs.vnnlib import VnnlibError, parse_vnnlib, parse_vnnlib_text
+from cegarnn.specs.vnnlib_problems import vnnlib_problems
 from cegarnn.vnncomp.runner import format_result, read_result, write_result
-from cegarnn.vnncomp.vnnlib import VnnlibError, parse_vnnlib, parse_vnnlib_text, vnnlib_problems
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 VNN2021 = BENCHMARKS / "vnncomp2021"
@@ -23,15 +24,6 @@ def decl(nx, ny):
 
 def box(lo, hi):
     return "".join(f"(assert (>= X_{i} {l}))\n(assert (<= X_{i} {h}))\n" for i, (l, h) in enumerate(zip(lo, hi)))
-
-
-def tiny_net(tmp_path, name="tiny.onnx", seed=0):
-    rng = np.random.default_rng(seed)
-    net = Network((Affine(rng.normal(size=(6, 3)), rng.normal(size=6)), ReLU(),
-                   Affine(rng.normal(size=(2, 6)), rng.normal(size=2))), (3,))
-    path = tmp_path / name
-    save_onnx(net, path)
-    return net, path
 
 
 # ============================================================== the public benchmarks
@@ -163,8 +155,8 @@ def test_truncated_gzip_and_missing_file(tmp_path):
 
 
 # ============================================================== problems
-def test_problems_fold_pinned_inputs_and_reference_matches(tmp_path):
-    net, onnx_path = tiny_net(tmp_path)
+def test_problems_fold_pinned_inputs_and_reference_matches(tiny_onnx, tmp_path):
+    net, onnx_path = tiny_onnx()
     prop = tmp_path / "p.vnnlib"
     prop.write_text(decl(3, 2) + box([-1, 0.25, -0.5], [1, 0.25, 0.5]) + "(assert (<= Y_0 Y_1))")
     (pb,) = vnnlib_problems(onnx_path, prop)
@@ -177,8 +169,8 @@ def test_problems_fold_pinned_inputs_and_reference_matches(tmp_path):
     np.testing.assert_allclose(pb.reference(z), loaded.forward(full), atol=1e-5)
 
 
-def test_size_mismatches_are_clear_errors(tmp_path):
-    _, onnx_path = tiny_net(tmp_path)
+def test_size_mismatches_are_clear_errors(tiny_onnx, tmp_path):
+    _, onnx_path = tiny_onnx()
     p = tmp_path / "p.vnnlib"
     p.write_text(decl(4, 2) + box([0] * 4, [1] * 4) + "(assert (<= Y_0 0))")
     with pytest.raises(VnnlibError, match="declares 4 inputs.*has 3 inputs"):
@@ -211,8 +203,8 @@ def test_result_file_round_trip(tmp_path):
 
 
 # ============================================================== the command
-def test_sat_counterexample_checks_out_on_onnxruntime(tmp_path, capsys):
-    net, onnx_path = tiny_net(tmp_path)
+def test_sat_counterexample_checks_out_on_onnxruntime(tiny_onnx, tmp_path, capsys):
+    net, onnx_path = tiny_onnx()
     prop = tmp_path / "sat.vnnlib"
     # unsafe: Y_0 >= Y_1 - 100 -- true for almost every input
     prop.write_text(decl(3, 2) + box([-1, -1, 0.5], [1, 1, 0.5]) + "(assert (>= Y_0 (- Y_1 100)))")
@@ -230,8 +222,8 @@ def test_sat_counterexample_checks_out_on_onnxruntime(tmp_path, capsys):
     assert unsafe.margin(y_ort) <= 0
 
 
-def test_unsat_on_an_easy_case_and_gz_network(tmp_path, capsys):
-    net, _ = tiny_net(tmp_path)
+def test_unsat_on_an_easy_case_and_gz_network(tiny_onnx, tmp_path, capsys):
+    net, _ = tiny_onnx()
     gz = tmp_path / "tiny.onnx.gz"
     save_onnx(net, gz)
     prop = tmp_path / "unsat.vnnlib"
@@ -241,8 +233,8 @@ def test_unsat_on_an_easy_case_and_gz_network(tmp_path, capsys):
     assert rc == 0 and read_result(out)[0] == "unsat"
 
 
-def test_bad_input_gives_an_error_result(tmp_path, capsys):
-    _, onnx_path = tiny_net(tmp_path)
+def test_bad_input_gives_an_error_result(tiny_onnx, tmp_path, capsys):
+    _, onnx_path = tiny_onnx()
     prop = tmp_path / "p.vnnlib"
     prop.write_text(decl(4, 2) + box([0] * 4, [1] * 4) + "(assert (<= Y_0 0))")
     out = tmp_path / "res.txt"
@@ -289,8 +281,8 @@ def test_input_boxes_differing_only_in_strictness_stay_separate_cases():
     assert [bool(c.strict_upper[0]) for c in cases] == [False, True]
 
 
-def test_problems_carry_input_strictness_of_the_free_inputs(tmp_path):
-    _, onnx_path = tiny_net(tmp_path)
+def test_problems_carry_input_strictness_of_the_free_inputs(tiny_onnx, tmp_path):
+    _, onnx_path = tiny_onnx()
     prop = tmp_path / "p.vnnlib"
     prop.write_text(decl(3, 2) + "(assert (> X_0 -1)) (assert (<= X_0 1)) (assert (= X_1 0.25))"
                     "(assert (>= X_2 -0.5)) (assert (< X_2 0.5)) (assert (> Y_0 Y_1))")
@@ -344,8 +336,8 @@ def test_strict_input_bound_excludes_the_only_unsafe_inputs(tmp_path, capsys):
     assert res == "sat" and 0.5 < x[0] < 1.0 and np.float32(x[0]) < 1.0 and y[0] > 0.5
 
 
-def test_strict_output_counterexample_holds_strictly_on_onnxruntime(tmp_path, capsys):
-    net, onnx_path = tiny_net(tmp_path)
+def test_strict_output_counterexample_holds_strictly_on_onnxruntime(tiny_onnx, tmp_path, capsys):
+    net, onnx_path = tiny_onnx()
     prop = tmp_path / "sat.vnnlib"
     prop.write_text(decl(3, 2) + box([-1, -1, 0.5], [1, 1, 0.5]) + "(assert (> Y_0 (- Y_1 100)))")
     out = tmp_path / "res.txt"

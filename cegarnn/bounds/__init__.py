@@ -6,7 +6,12 @@ One entry point, :func:`compute_bounds`, dispatches to the providers:
 * ``'crown'`` — auto_LiRPA's CROWN (:mod:`.lirpa`) on the pre-activations and the output, interval
   propagation elsewhere, never looser than ``'interval'``; falls back to interval bounds (with a
   warning, ``LayerBounds.method == 'interval'``) if auto_LiRPA fails;
-* ``'lp'`` — LP tightening (:mod:`.lp_tighten`) starting from the CROWN bounds.
+* ``'lp'`` — LP tightening (:mod:`cegarnn.lp_tighten`) starting from the CROWN bounds.
+
+This package imports only :mod:`cegarnn.network` (and, on demand, torch/auto_LiRPA), so the
+encoder can use :class:`LayerBounds` and interval bounds without a cycle. LP tightening needs the
+encoder and a solver, so it lives above all three in :mod:`cegarnn.lp_tighten`;
+:func:`compute_bounds` imports it only for ``method='lp'``.
 
 All return :class:`LayerBounds` with the index convention of ``Network.forward_all``:
 ``lower[i] <= v[i] <= upper[i]`` with ``v[0]`` the input.
@@ -34,7 +39,7 @@ def compute_bounds(network, lower, upper, method: str = "crown", **options) -> L
 
     * 'crown': ``variant`` — auto_LiRPA method, 'CROWN' (default), 'CROWN-IBP' or 'alpha-CROWN';
     * 'lp': ``crown_variant`` (as ``variant`` above, for the initial bounds); every other option is
-      passed to :func:`cegarnn.bounds.lp_tighten.lp_tighten` (a batch is tightened box by box).
+      passed to :func:`cegarnn.lp_tighten.lp_tighten` (a batch is tightened box by box).
 
     Raises :class:`BoxError` for a malformed box (wrong size, NaN, infinite, lower > upper), ``ValueError``
     for an unknown method and ``TypeError`` for options the method does not take.
@@ -54,7 +59,8 @@ def compute_bounds(network, lower, upper, method: str = "crown", **options) -> L
     # key == "lp": LP tightening works on one box; a batch is tightened box by box
     variant = options.pop("crown_variant", "CROWN")
     initial = crown_bounds(network, lo, hi, method=variant)
-    from .lp_tighten import lp_tighten  # imported only when needed (pulls in the LP backend)
+    # the one call upward, made only for this method: LP tightening needs the encoder and a solver
+    from ..lp_tighten import lp_tighten
     if lo.ndim == 1:
         return lp_tighten(network, lo, hi, initial=initial, **options)
     per_box = [lp_tighten(network, lo[b], hi[b], initial=initial.pick(b), **options)

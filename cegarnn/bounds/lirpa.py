@@ -22,7 +22,8 @@ torch/numpy needs it (see ``_PATCHES_APPLIED`` for the list actually applied):
 auto_LiRPA also calls ``logging.basicConfig`` and ``warnings.simplefilter('once')`` when imported;
 both global side effects are undone.
 
-:class:`CrownBounder` builds the ``BoundedModule`` of a network once (float32 — auto_LiRPA's
+:class:`CrownBounder` builds the ``BoundedModule`` of a network once (float64 by default, see
+``DTYPE``; float32 on request — auto_LiRPA's
 sigmoid relaxation fails on float64) and bounds one box or a batch of boxes per call. CROWN
 gives the pre-activation values and the output; every other value is filled by interval
 propagation, and every CROWN bound is widened by ``rtol*(|b| + scale) + atol`` (``scale``: the
@@ -56,6 +57,12 @@ log = logging.getLogger("cegarnn.bounds")
 #: Relative and absolute widening applied to every CROWN-derived bound.
 RTOL = 1e-5
 ATOL = 1e-6
+#: Arithmetic CROWN runs in. float64 (auto_LiRPA builds its sigmoid tables in the default dtype,
+#: which is set while the module is built and used): the rigorous float32 error bound of
+#: :mod:`.rounding` grew to 37 on the output of the 6x200 ERAN sigmoid network (it multiplies by
+#: |W| at every layer), which no proof survives, while the float64 one is ~1e-12. Measured cost:
+#: 1.7x the float32 time for a batch of 64 demo boxes.
+DTYPE = "float64"
 #: Outward slack of the constant sigmoid/tanh lines used beyond auto_LiRPA's ±500 limit.
 FAR_SLACK = 1e-6
 #: Rough memory budget (bytes) for one auto_LiRPA call; larger batches are split into chunks.
@@ -220,13 +227,24 @@ def widen(lower: np.ndarray, upper: np.ndarray, scale=0.0, rtol: float = RTOL, a
             upper + (rtol * (np.abs(upper) + scale) + atol))
 
 
-def _torch_model(network: Network):
-    """float32 ``nn.Sequential`` of the network without the leading Flatten (inputs are flat)."""
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    """torch's default dtype set to ``dtype`` (auto_LiRPA creates tensors in it), then restored."""
     import torch
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _torch_model(network: Network, dtype):
+    """``nn.Sequential`` of the network in ``dtype`` without the leading Flatten (inputs are flat)."""
     from torch import nn
 
     from ..network.torch_io import to_torch
-    seq = to_torch(network, dtype=torch.float32)
+    seq = to_torch(network, dtype=dtype)
     return nn.Sequential(*list(seq)[1:]).eval()
 
 
@@ -244,10 +262,14 @@ class CrownBounder:
     """
 
     def __init__(self, network: Network, *, sparse_intermediate_bounds: bool = False,
-                 memory_budget: int = MEMORY_BUDGET):
+                 memory_budget: int = MEMORY_BUDGET, dtype: str = DTYPE):
         lirpa = load_auto_lirpa()
         import torch
 
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.precision = dtype
+        self._dtype = getattr(torch, dtype)
         # a copy sharing the layers: the cache maps a network weakly to its bounder, which must
         # therefore not keep that network alive
         self.network = Network(network.layers, network.input_shape, name=network.name)
@@ -256,10 +278,10 @@ class CrownBounder:
         self._lirpa = lirpa
         self._lock = threading.Lock()
         self._warned: set = set()
-        model = _torch_model(network)
-        dummy = torch.zeros(1, network.n_inputs, dtype=torch.float32)
+        model = _torch_model(network, self._dtype)
+        dummy = torch.zeros(1, network.n_inputs, dtype=self._dtype)
         opts = {"sparse_intermediate_bounds": bool(sparse_intermediate_bounds)}
-        with warnings.catch_warnings(), _recursion_room(len(network.layers)):
+        with warnings.catch_warnings(), _recursion_room(len(network.layers)), _default_dtype(self._dtype):
             warnings.simplefilter("ignore")  # tracer / deprecation chatter from torch.jit
             self.module = lirpa.BoundedModule(model, dummy, bound_opts=opts, device="cpu", verbose=False)
         self._nodes = self._layer_nodes()
@@ -295,18 +317,19 @@ class CrownBounder:
         return max(1, int(self.memory_budget // (16 * self._per_box)))
 
     def _crown_chunk(self, lo: np.ndarray, hi: np.ndarray, method: str):
-        """Raw float32 CROWN bounds {value index: (lower, upper)} (float64 arrays) for a batch."""
+        """Raw CROWN bounds {value index: (lower, upper)} (float64 arrays) for a batch."""
         torch, lirpa = self._torch, self._lirpa
-        xl = torch.as_tensor(lo, dtype=torch.float32)
-        xu = torch.as_tensor(hi, dtype=torch.float32)
-        # rounding the box to float32 could shrink it: round outward
+        xl = torch.as_tensor(lo, dtype=self._dtype)
+        xu = torch.as_tensor(hi, dtype=self._dtype)
+        # rounding the box to float32 could shrink it: round outward (a no-op in float64)
         xl = torch.where(xl.double() > torch.as_tensor(lo), torch.nextafter(xl, torch.tensor(-np.inf)), xl)
         xu = torch.where(xu.double() < torch.as_tensor(hi), torch.nextafter(xu, torch.tensor(np.inf)), xu)
         ptb = lirpa.PerturbationLpNorm(norm=np.inf, x_L=xl, x_U=xu)
         x = lirpa.BoundedTensor((xl + xu) / 2, ptb)
         optimized = method == "alpha-CROWN"
         ctx = torch.enable_grad() if optimized else torch.no_grad()
-        with ctx, warnings.catch_warnings(), _recursion_room(len(self.network.layers)):
+        with ctx, warnings.catch_warnings(), _recursion_room(len(self.network.layers)), \
+                _default_dtype(self._dtype):
             warnings.simplefilter("ignore")
             lb, ub = self.module.compute_bounds(x=(x,), method=method)
         out = {len(self.network.layers): (lb, ub)}
@@ -336,19 +359,20 @@ class CrownBounder:
         single = lo.ndim == 1
         lo2, hi2 = np.atleast_2d(lo), np.atleast_2d(hi)
         raw = self.raw_bounds(lo2, hi2, method) if lo2.shape[0] else {}
-        result = combine_with_interval(self.network, lo2, hi2, raw, _normalize_method(method).lower())
+        result = combine_with_interval(self.network, lo2, hi2, raw, _normalize_method(method).lower(),
+                                       precision=self.precision)
         return result.pick(0) if single else result
 
 
 def combine_with_interval(network: Network, lo: np.ndarray, hi: np.ndarray, raw: dict,
-                          method: str) -> LayerBounds:
-    """Widen the float32 bounds ``raw`` {value index: (l, u)} and merge them with interval
+                          method: str, precision: str = "float32") -> LayerBounds:
+    """Widen the CROWN bounds ``raw`` {value index: (l, u)}, computed in ``precision``, and merge them with interval
     propagation: the result is sound, covers every value index, and is never looser than plain
     interval bounds (it is intersected with them at every index).
 
     Widening of a CROWN bound on value k: ``rtol*(|b| + scale) + atol`` (see :func:`widen`) plus
-    ``e_k``, the rigorous bound of :mod:`.rounding` on how far the float32 copy CROWN bounds
-    (weights rounded to float32, float32 sums) can be from the float64 IR at value k, carried
+    ``e_k``, the rigorous bound of :mod:`.rounding` on how far the copy CROWN bounds (weights
+    rounded to ``precision``, sums in it) can be from the float64 IR at value k, carried
     layer by layer from the already merged bounds of the earlier values: weight rounding times the
     previous magnitude, the propagated error times ``|W|``, the activations' slopes, and float32
     accumulation (``γ_n`` times the summed magnitudes). So a network whose float64 weights are
@@ -360,10 +384,10 @@ def combine_with_interval(network: Network, lo: np.ndarray, hi: np.ndarray, raw:
         pl, pu = lower[i], upper[i]
         if isinstance(layer, Affine):
             il, iu = affine_interval(layer, pl, pu)
-            err = affine_error(layer, err, np.maximum(np.abs(pl), np.abs(pu)), "float32", include_folded=False)
+            err = affine_error(layer, err, np.maximum(np.abs(pl), np.abs(pu)), precision, include_folded=False)
         else:
             il, iu = activation_interval(layer, pl, pu)
-            err = activation_error(layer, err, pl, pu, "float32")
+            err = activation_error(layer, err, pl, pu, precision)
         il, iu = np.maximum(il, ibp.lower[i + 1]), np.minimum(iu, ibp.upper[i + 1])
         if i + 1 in raw:
             mag = np.maximum(np.abs(pl), np.abs(pu))
@@ -432,7 +456,7 @@ def require_finite(lo: np.ndarray, hi: np.ndarray) -> None:
 
 
 def crown_bounds(network: Network, lower, upper, method: str = "CROWN") -> LayerBounds:
-    """CROWN bounds (auto_LiRPA, float32, widened) on every value of ``network.forward_all`` for
+    """CROWN bounds (auto_LiRPA, float64 by default, widened) on every value of ``network.forward_all`` for
     one box ``(n,)`` or a batch ``(B, n)``; never looser than interval bounds.
 
     Falls back to interval bounds (``method='interval'``, warning on logger ``cegarnn.bounds``) if

@@ -1,4 +1,6 @@
-"""Networks: the IR (``ir``), ONNX loading/saving (``onnx_io``) and torch conversion (``torch_io``).
+"""Networks: the IR (``ir``), ONNX loading/saving (``onnx_io``, operators in ``onnx_ops``), torch
+conversion (``torch_io``), convolution lowering shared by both (``conv``) and the check of a
+converted network against onnxruntime (``reference``).
 
 ``from_torch`` and ``to_torch`` are imported lazily so that ``import cegarnn.network`` does not
 import torch.
@@ -10,7 +12,8 @@ from pathlib import Path
 
 from .ir import (ACTIVATIONS, Affine, Layer, Network, NetworkError, ReLU, Sigmoid, Tanh, compose,
                  sigmoid)
-from .onnx_io import InputPart, conv2d_matrix, load_onnx, network_from_onnx_model, save_onnx
+from .conv import conv2d_matrix
+from .onnx_io import InputPart, load_onnx, network_from_onnx_model, save_onnx
 
 __all__ = [
     "ACTIVATIONS", "Affine", "InputPart", "Layer", "Network", "NetworkError", "ReLU", "Sigmoid", "Tanh",

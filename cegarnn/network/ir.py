@@ -255,11 +255,6 @@ class Network:
         d = np.zeros(C.shape[0]) if d is None else d
         return Network(self.layers + (Affine(C, d),), self.input_shape, name=self.name).simplified()
 
-    def to_torch(self):
-        """Export as a float64 ``torch.nn.Sequential`` (input flattened first)."""
-        from .torch_io import to_torch
-        return to_torch(self)
-
 
 def compose(first: Network, second: Network, name: str = "") -> Network:
     """``second ∘ first``: the output of ``first`` feeds ``second`` (sizes must match)."""

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from .conv import conv2d_matrix, same_padding
 from .ir import Affine, Network, NetworkError, ReLU, Sigmoid, Tanh
-from .onnx_io import conv2d_matrix, same_padding
 
 _SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
             nn.FeatureAlphaDropout)

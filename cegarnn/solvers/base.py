@@ -5,6 +5,8 @@ solver's model up to date with the program (incremental backends add only what i
 solves. Statuses are mapped exactly: only a solver that *proved* optimality or infeasibility may
 report ``OPTIMAL``/``INFEASIBLE``; a time limit, an interrupt, an iteration limit or numerical
 trouble is reported as such, with the best solution and the proven bound when the solver has them.
+
+This module knows no implementation: backends are built by name in :mod:`.registry`.
 """
 from __future__ import annotations
 
@@ -293,10 +295,19 @@ class SolverError(RuntimeError):
 
 
 class Backend(Protocol):
+    """What :mod:`.registry` and the verifier expect of a backend class: constructed as
+    ``cls(program, **options)``; ``sub_option`` names the constructor option that the part after
+    ``':'`` of a backend name fills (None: no sub-solver); ``unavailable_reason(sub)`` says why it
+    cannot be used (None if it can)."""
+
     name: str
+    sub_option: Optional[str]
 
     @staticmethod
     def available() -> bool: ...
+
+    @staticmethod
+    def unavailable_reason(sub: str = "") -> Optional[str]: ...
 
     def solve(self, time_limit: Optional[float] = None, *, target: Optional[float] = None,
               cutoff: Optional[float] = None, mip_gap: float = 1e-6,
@@ -306,37 +317,3 @@ class Backend(Protocol):
         ``cutoff``: stop as soon as the proven bound shows no point better than ``cutoff`` exists.
         An early stop is reported as ``INTERRUPTED`` (with the point / bound), never ``OPTIMAL``."""
         ...
-
-
-def make_backend(program, backend: str = "highs", **options) -> Backend:
-    """Instantiate a backend by name ('highs' default, 'pulp' or 'pulp:<SOLVER>')."""
-    name, _, sub = backend.partition(":")
-    if name == "highs":
-        from .highs import HighsBackend
-        return HighsBackend(program, **options)
-    if name == "pulp":
-        from .pulp_backend import PulpBackend
-        if sub:
-            options.setdefault("solver", sub)
-        return PulpBackend(program, **options)
-    raise SolverError(f"unknown backend {backend!r}; choose 'highs' or 'pulp[:SOLVER]'")
-
-
-def unavailable_reason(backend: str) -> Optional[str]:
-    """None if ``backend`` ('highs', 'pulp' or 'pulp:<SOLVER>') can be used, else why not."""
-    name, _, sub = backend.partition(":")
-    if name == "highs":
-        from .highs import HighsBackend
-        return None if HighsBackend.available() else "highspy is not installed"
-    if name == "pulp":
-        from .pulp_backend import PulpBackend, pulp
-        if pulp is None:
-            return "pulp is not installed"
-        solver = sub or "PULP_CBC_CMD"
-        return None if PulpBackend.available(solver) else f"PuLP solver {solver} is not available"
-    return f"unknown backend {backend!r}"
-
-
-def available_backends() -> list[str]:
-    """Names of the usable backends: 'highs' and 'pulp' (PuLP with its bundled CBC)."""
-    return [b for b in ("highs", "pulp") if unavailable_reason(b) is None]

@@ -33,6 +33,12 @@ than ``cutoff`` exists (min: bound >= cutoff, max: bound <= cutoff). The run the
 for a MILP they prune the search so that "nothing better than the bound" is reported as
 *infeasible*, which would blur the status. For a pure LP both arguments are ignored (an LP is
 solved to optimality, which is at least as informative).
+
+Silence: HiGHS prints nothing unless ``solve(verbose=True)``. Its banner ("Running HiGHS ...
+Copyright ...") is written to the C-level stdout by the constructor of the first ``Highs`` of the
+process, before any option can be set, so every ``Highs`` is made by
+:func:`~cegarnn.solvers.silence.new_highs`, which builds that first instance with file descriptor 1
+pointed at ``/dev/null``.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ import scipy.sparse as sp
 
 from .base import (LPView, Solution, SolverError, Status, _margin, objective_scale, relax_bound,
                    safe_lp_bound)
+from .silence import new_highs
 
 try:  # pragma: no cover - exercised through available()
     import highspy
@@ -112,6 +119,7 @@ class HighsBackend:
     """
 
     name = "highs"
+    sub_option = None       # 'highs:...' takes no sub-solver (the part after ':' is ignored)
 
     def __init__(self, program, threads: int = 1, presolve=True, **options):
         if highspy is None:
@@ -133,6 +141,10 @@ class HighsBackend:
     def available() -> bool:
         return highspy is not None
 
+    @staticmethod
+    def unavailable_reason(sub: str = "") -> Optional[str]:
+        return None if highspy is not None else "highspy is not installed"
+
     def _set(self, name, value) -> None:
         st = self._h.setOptionValue(name, value)
         if st == highspy.HighsStatus.kError:
@@ -140,8 +152,7 @@ class HighsBackend:
 
     def _reset_model(self) -> None:
         """(Re)create an empty HiGHS model; the next solve syncs the whole program."""
-        self._h = highspy.Highs()
-        self._set("output_flag", False)
+        self._h = new_highs()           # output off from the start (no banner, no log)
         self._set("threads", self._threads)
         self._set("presolve", self._presolve)
         for k, v in self._extra.items():

@@ -54,6 +54,7 @@ from typing import Optional
 import numpy as np
 
 from .base import LPView, Solution, SolverError, Status, relax_bound, safe_lp_bound, scaled_margin
+from .silence import silence_banner
 
 #: tolerance of the (non-rigorous) scaled margin used when no duals are available
 MARGIN_TOL = 1e-6
@@ -113,6 +114,7 @@ class PulpBackend:
     ``solver_options`` are passed to ``pulp.getSolver`` (e.g. ``threads=1``)."""
 
     name = "pulp"
+    sub_option = "solver"   # 'pulp:HiGHS' -> solver='HiGHS'
 
     def __init__(self, program, solver: str = "PULP_CBC_CMD", msg: bool = False, **solver_options):
         if pulp is None:
@@ -137,6 +139,14 @@ class PulpBackend:
             return solver in pulp.listSolvers(onlyAvailable=True)
         except Exception:  # pragma: no cover - a broken solver install
             return False
+
+    @staticmethod
+    def unavailable_reason(sub: str = "") -> Optional[str]:
+        """None if PuLP and its solver ``sub`` (default ``PULP_CBC_CMD``) can be used, else why not."""
+        if pulp is None:
+            return "pulp is not installed"
+        solver = sub or "PULP_CBC_CMD"
+        return None if PulpBackend.available(solver) else f"PuLP solver {solver} is not available"
 
     # ------------------------------------------------------------------ translation
     def _program_signature(self):
@@ -229,6 +239,8 @@ class PulpBackend:
                 return original(filename)
             solver.get_status = get_status
 
+        if self.solver_name == "HiGHS" and not kwargs["msg"]:
+            silence_banner()          # PuLP builds its own highspy.Highs, which prints a banner
         prob = self._prob
         t_run = time.perf_counter()
         try:

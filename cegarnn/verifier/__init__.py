@@ -1,28 +1,36 @@
 """Verification: the CEGAR loop, baselines, cheap attacks and results."""
-from .result import FALSIFIED, UNKNOWN, VERIFIED, Counterexample, Result, Stats
+from .result import FALSIFIED, UNKNOWN, VERIFIED, Counterexample, Reason, Result, Stats, Verdict
 
-__all__ = ["verify", "Options", "METHODS", "Result", "Counterexample", "Stats", "VERIFIED", "FALSIFIED", "UNKNOWN"]
+__all__ = ["verify", "run", "Options", "OptionError", "METHODS", "DEFAULT_METHOD", "Method", "check_method",
+           "Result", "Counterexample", "Stats", "Verdict", "Reason", "VERIFIED", "FALSIFIED", "UNKNOWN"]
+
+# imported on first use: they pull in torch, the bounds providers and the solvers
+_LAZY = {"Options": ".options", "OptionError": ".options", "POLICIES": ".options",
+         "METHODS": ".methods", "DEFAULT_METHOD": ".methods", "Method": ".methods", "check_method": ".methods",
+         "run": ".cegar"}
 
 
 def __getattr__(name):
-    if name in ("Options", "METHODS"):
-        from . import cegar
-        return getattr(cegar, name)
+    if name in _LAZY:
+        from importlib import import_module
+        return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(name)
 
 
-def verify(problem_or_network, lower=None, upper=None, unsafe=None, *, method: str = "cegar",
+def verify(problem_or_network, lower=None, upper=None, unsafe=None, *, method: str | None = None,
            time_limit: float = 60.0, **options) -> Result:
     """Verify a :class:`~cegarnn.specs.problem.Problem`, or a network (IR, torch module or ONNX path)
     with an input box ``lower..upper`` and an :class:`~cegarnn.specs.property.UnsafeRegion`.
 
-    ``method``: 'cegar' (default), 'lp', 'milp-fixed', 'crown', 'bab-crown', 'marabou'. Other keyword options
-    are the fields of :class:`cegarnn.verifier.cegar.Options` (bounds, backend, policy, top_k, ...).
+    ``method``: a name in :data:`METHODS` — 'cegar' (the default), 'lp', 'milp-fixed', 'crown',
+    'bab-crown', 'marabou'. Other keyword options are the fields of :class:`Options` (bounds,
+    backend, policy, top_k, ...); an unknown one raises :class:`OptionError` (a ``TypeError``).
     Returns a :class:`Result`: 'verified' only from a proof, 'falsified' only with a counterexample
     confirmed on the IR and the original model, otherwise 'unknown' with the reason.
     """
     from ..specs.problem import Problem, box_problem
-    from .cegar import Options, run
+    from .cegar import run
+    from .options import Options
     if isinstance(problem_or_network, Problem):
         if lower is not None or upper is not None or unsafe is not None:
             raise TypeError("pass either a Problem or a network with lower/upper/unsafe, not both")
@@ -39,7 +47,4 @@ def verify(problem_or_network, lower=None, upper=None, unsafe=None, *, method: s
             ref = model_reference(net)
             net = load_network(net)
         problem = box_problem(net, lower, upper, unsafe, reference=ref)
-    unknown = set(options) - set(Options.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown verifier option(s): {', '.join(sorted(unknown))}")
-    return run(problem, method, Options(time_limit=time_limit, **options))
+    return run(problem, method, Options.from_mapping({"time_limit": time_limit, **options}))

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..specs.problem import Problem
+from ..network.torch_io import to_torch
 from .confirm import first_confirmed
 from .result import Counterexample
 
@@ -38,7 +39,7 @@ def pgd_attack(problem: Problem, restarts: int = 8, steps: int = 40, seed: int =
     width = hi - lo
     if float(width.max()) == 0.0:
         return None
-    model = model if model is not None else problem.network.to_torch()
+    model = model if model is not None else to_torch(problem.network)
     g = torch.Generator().manual_seed(seed)
     z = lo + width * torch.rand((restarts, lo.shape[0]), generator=g, dtype=torch.float64)
     best_z, best_m = None, None

@@ -3,11 +3,38 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import Enum, StrEnum
 from typing import Optional
 
 import numpy as np
 
-VERIFIED, FALSIFIED, UNKNOWN = "verified", "falsified", "unknown"
+
+class Verdict(StrEnum):
+    """What a run concluded. String-valued: ``Verdict.VERIFIED == "verified"``, and JSON/CSV
+    hold the plain strings."""
+
+    VERIFIED = "verified"       # proved (see docs/ARCHITECTURE.md, "What a proof covers")
+    FALSIFIED = "falsified"     # a counterexample confirmed on the IR and the original model
+    UNKNOWN = "unknown"         # anything else; ``Result.reason`` says why
+
+
+VERIFIED, FALSIFIED, UNKNOWN = Verdict.VERIFIED, Verdict.FALSIFIED, Verdict.UNKNOWN
+
+
+class Reason(StrEnum):
+    """The fixed reasons a run gives (others carry details, e.g. "proved by crown bounds")."""
+
+    TIME_LIMIT = "time limit"
+    ITERATION_LIMIT = "iteration limit"
+    PROVED = "proved"
+    EVERY_SUB_BOX_PROVED = "every sub-box proved"
+    PROVED_BY_SOLVER = "proved by the solver"
+    SOLVER_COUNTEREXAMPLE = "solver counterexample confirmed"
+    BOX_CENTRE_COUNTEREXAMPLE = "counterexample at a box centre"
+    SPURIOUS_NO_REFINEMENT = "spurious counterexample and no refinement"
+    REFINEMENT_EXHAUSTED = "segment refinement exhausted and input splitting disabled"
+    SPLITTING_DISABLED = "bounds do not prove the property and splitting is disabled"
+    BOX_TOO_SMALL = "box too small to split further"
 
 
 @dataclass
@@ -46,12 +73,15 @@ class Stats:
 
 @dataclass
 class Result:
-    status: str                 # 'verified' | 'falsified' | 'unknown'
-    reason: str = ""
+    status: Verdict             # compares equal to 'verified' | 'falsified' | 'unknown'
+    reason: str = ""            # a Reason or a free-text explanation
     method: str = ""
     counterexample: Optional[Counterexample] = None
     stats: Stats = field(default_factory=Stats)
     problem: str = ""
+
+    def __post_init__(self):
+        self.status = Verdict(self.status)
 
     @property
     def decided(self) -> bool:
@@ -79,6 +109,8 @@ class Result:
 
 
 def _jsonable(o):
+    if isinstance(o, Enum):
+        return o.value
     if isinstance(o, dict):
         return {k: _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):

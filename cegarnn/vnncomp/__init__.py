@@ -1,6 +1,4 @@
-"""VNN-COMP front end: VNN-LIB properties (``vnnlib``), result files and the benchmark runner
-(``runner``), comparison with other tools' results (``compare``) and the ``cegarnn`` command (``cli``).
+"""VNN-COMP conventions: solving an instance, result files and the benchmark runner (``runner``), and
+the comparison with other tools' results (``compare``). The VNN-LIB parser is ``cegarnn.specs.vnnlib``;
+the ``cegarnn vnnlib | bench | compare`` commands are ``cegarnn.cli.commands``.
 """
-from .vnnlib import VnnlibCase, VnnlibError, onnx_reference, parse_vnnlib, parse_vnnlib_text, vnnlib_problems
-
-__all__ = ["VnnlibCase", "VnnlibError", "onnx_reference", "parse_vnnlib", "parse_vnnlib_text", "vnnlib_problems"]

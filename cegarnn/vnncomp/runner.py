@@ -7,7 +7,7 @@ results may be followed by a comment line ``; reason``.
 Results CSV (VNN-COMP columns, no header, one row per instance, flushed as it goes):
 ``benchmark,network,property,prepare_seconds,result,run_seconds``.
 
-Every instance of a benchmark runs in its own subprocess (``python -m cegarnn.vnncomp.cli vnnlib
+Every instance of a benchmark runs in its own subprocess (``python -m cegarnn.cli vnnlib
 ...``) in its own session, with an address-space limit set in the child and its time limit enforced
 from outside (killed, with its process group, after ``timeout*scale + grace`` seconds), so a crash,
 a memory blow-up or a hung solver costs one row, never the run.
@@ -32,6 +32,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..verifier.methods import DEFAULT_METHOD
+from ..verifier.result import Reason, Verdict
+
 RESULTS = ("unsat", "sat", "timeout", "unknown", "error")
 CSV_COLUMNS = ("benchmark", "network", "property", "prepare_seconds", "result", "run_seconds")
 
@@ -52,13 +55,13 @@ class InstanceResult:
                 "run_seconds": self.run_seconds, "cases": self.cases}
 
 
-def solve_instance(problems: list, timeout: float, method: str = "cegar", **options) -> InstanceResult:
+def solve_instance(problems: list, timeout: float, method: str = DEFAULT_METHOD, **options) -> InstanceResult:
     """Solve all input boxes of one instance within ``timeout`` seconds in total.
 
     ``unsat`` iff every box is verified; ``sat`` as soon as one box is falsified (its confirmed
     counterexample); ``timeout`` when the time ran out first; else ``unknown``.
     """
-    from ..verifier import FALSIFIED, VERIFIED, verify
+    from ..verifier import verify
 
     start = time.perf_counter()
     cases = []
@@ -70,14 +73,14 @@ def solve_instance(problems: list, timeout: float, method: str = "cegar", **opti
                                   run_seconds=time.perf_counter() - start, cases=cases)
         res = verify(problem, method=method, time_limit=remaining, **options)
         cases.append((res.status, res.reason, round(res.stats.wall_time, 4)))
-        if res.status == FALSIFIED:
+        if res.status == Verdict.FALSIFIED:
             c = res.counterexample
             y = c.output_reference if c.output_reference is not None else c.output_ir
             return InstanceResult("sat", res.reason, np.asarray(c.full_input, dtype=np.float64),
                                   np.asarray(y, dtype=np.float64), run_seconds=time.perf_counter() - start,
                                   cases=cases)
-        if res.status != VERIFIED:
-            if res.reason == "time limit" or time.perf_counter() - start >= timeout:
+        if res.status != Verdict.VERIFIED:
+            if res.reason == Reason.TIME_LIMIT or time.perf_counter() - start >= timeout:
                 return InstanceResult("timeout", f"input box {k + 1}/{len(problems)}: {res.reason}",
                                       run_seconds=time.perf_counter() - start, cases=cases)
             unknown_reason = unknown_reason or f"input box {k + 1}/{len(problems)}: {res.reason}"
@@ -270,7 +273,7 @@ class BenchConfig:
     out: Path
     workers: int = 1
     timeout_scale: float = 1.0
-    method: str = "cegar"
+    method: str = DEFAULT_METHOD
     resume: bool = False
     limit: Optional[int] = None
     memory_gb: float = 8.0
@@ -282,7 +285,7 @@ class BenchConfig:
 
 
 def child_command(inst: Instance, cfg: BenchConfig, result_file: Path, stats_file: Path) -> list[str]:
-    cmd = [cfg.python, "-m", "cegarnn.vnncomp.cli", "vnnlib", str(inst.network_path), str(inst.property_path),
+    cmd = [cfg.python, "-m", "cegarnn.cli", "vnnlib", str(inst.network_path), str(inst.property_path),
            "--timeout", repr(inst.timeout * cfg.timeout_scale), "--out", str(result_file),
            "--stats", str(stats_file), "--method", cfg.method, "--seed", str(cfg.seed)]
     if cfg.memory_gb and cfg.memory_gb > 0:

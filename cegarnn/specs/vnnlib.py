@@ -1,4 +1,5 @@
-"""VNN-LIB front end: parse a property into input boxes with unsafe output regions, build Problems.
+"""VNN-LIB properties: parse a property into input boxes with unsafe output regions (the Problems
+of a property and a network: ``cegarnn.specs.vnnlib_problems``).
 
 Supported: the subset used by VNN-COMP.
 
@@ -33,25 +34,18 @@ both bounds, empty input regions.
 """
 from __future__ import annotations
 
-import bisect
 import math
 import re
-from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ..network.reference import onnx_reference
-from ..specs.property import SpecError, UnsafeRegion
+from .property import UnsafeRegion
+from .vnnlib_sexpr import Source, VnnlibError, read_sexprs, read_vnnlib_text
 
-__all__ = ["VnnlibError", "VnnlibCase", "parse_vnnlib", "parse_vnnlib_text", "read_vnnlib_text",
-           "vnnlib_problems", "onnx_reference"]
+__all__ = ["VnnlibError", "VnnlibCase", "parse_vnnlib", "parse_vnnlib_text", "read_vnnlib_text", "vnnlib_sizes"]
 
 MAX_CONJUNCTS = 200_000
-
-
-class VnnlibError(SpecError):
-    """A VNN-LIB file cannot be read or uses syntax/semantics outside the supported subset."""
 
 
 class _CaseBox(NamedTuple):
@@ -89,79 +83,14 @@ class VnnlibCase(_CaseBox):
                 f"strict_lower={self.strict_lower!r}, strict_upper={self.strict_upper!r})")
 
 
-# ===================================================================== reading
-def read_vnnlib_text(path) -> str:
-    """The text of a ``.vnnlib`` or ``.vnnlib.gz`` file (clear errors for missing/corrupt files)."""
-    from ..fileio import read_maybe_gzip
-    p = Path(path)
-    data = read_maybe_gzip(p, "property file", VnnlibError)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise VnnlibError(f"{p}: not a text file ({e})") from None
-
-
-# ===================================================================== s-expressions
-_TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
 _VAR = re.compile(r"([XY])_(\d+)\Z")
 _IGNORED = {"set-logic", "set-info", "set-option", "check-sat", "get-model", "exit"}
 _CMP = {"<=", ">=", "<", ">", "="}
 
 
-class _List(list):
-    """A parenthesised expression, remembering where it starts (for error messages)."""
-
-    __slots__ = ("pos",)
-
-
-class _Src:
-    """The text being parsed and a fast offset -> line number map."""
-
-    def __init__(self, text: str, name: str):
-        self.text = text
-        self.name = name
-        self._starts = None
-
-    def line(self, pos: int) -> int:
-        if self._starts is None:
-            self._starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
-        return bisect.bisect_right(self._starts, pos)
-
-    def err(self, pos: int, msg: str) -> VnnlibError:
-        return VnnlibError(f"{self.name}:{self.line(pos)}: {msg}")
-
-
-def _read_sexprs(src: _Src) -> _List:
-    top = _List()
-    top.pos = 0
-    cur, stack = top, []
-    for m in _TOKEN.finditer(src.text):
-        t = m.group()
-        c = t[0]
-        if c == "(":
-            new = _List()
-            new.pos = m.start()
-            cur.append(new)
-            stack.append(cur)
-            cur = new
-        elif c == ")":
-            if not stack:
-                raise src.err(m.start(), "unbalanced ')'")
-            cur = stack.pop()
-        elif c == ";":
-            continue
-        else:
-            if not stack:
-                raise src.err(m.start(), f"unexpected {t!r} outside parentheses")
-            cur.append(t)
-    if stack:
-        raise src.err(cur.pos, "'(' is never closed (truncated file?)")
-    return top
-
-
 # ===================================================================== the parser
 class _Parser:
-    def __init__(self, src: _Src):
+    def __init__(self, src: Source):
         self.src = src
         self.vars: dict[str, tuple[int, int]] = {}      # name -> (0 for X / 1 for Y, index)
         self.n = [0, 0]
@@ -327,7 +256,7 @@ class _Parser:
         common: list[int] = []
         multi: list[list] = []
         any_assert = False
-        for form in _read_sexprs(src):
+        for form in read_sexprs(src):
             if isinstance(form, str) or not form or not isinstance(form[0], str):
                 raise src.err(getattr(form, "pos", 0), "malformed command")
             head = form[0]
@@ -480,7 +409,7 @@ class _BoxState:
 
 def parse_vnnlib_text(text: str, name: str = "<vnnlib>") -> list[VnnlibCase]:
     """Parse VNN-LIB text into cases (one per input box); see the module docstring."""
-    return _Parser(_Src(text, name)).run()
+    return _Parser(Source(text, name)).run()
 
 
 def parse_vnnlib(path) -> list[VnnlibCase]:
@@ -490,88 +419,3 @@ def parse_vnnlib(path) -> list[VnnlibCase]:
 
 def vnnlib_sizes(cases: list[VnnlibCase]) -> tuple[int, int]:
     return (cases[0].lower.shape[0], cases[0].unsafe.n_outputs) if cases else (0, 0)
-
-
-# ===================================================================== problems
-def vnnlib_problems(onnx_path, vnnlib_path, *, fold_fixed: bool = True, reference: bool = True,
-                    network=None) -> list:
-    """One :class:`~cegarnn.specs.problem.Problem` per input box of the property.
-
-    Inputs pinned by the property (``lower == upper``) are folded into the first layer with
-    :meth:`Network.fix_inputs` (when ``fold_fixed`` and at least one input stays free); then the
-    problem's inputs are the free ones only and ``problem.full_input`` maps them back.
-    ``reference`` (default on) attaches onnxruntime as the original model, evaluated on the full
-    input, so every counterexample is confirmed on it. Errors: :class:`VnnlibError` (property,
-    size mismatches) and :class:`~cegarnn.network.NetworkError` (model).
-    """
-    from ..network import Network, NetworkError, load_onnx
-    from ..specs.problem import Problem
-
-    onnx_path, vnnlib_path = Path(onnx_path), Path(vnnlib_path)
-    parts = None
-    if network is None:
-        network, parts = load_onnx(onnx_path, return_input_parts=True)
-    cases = parse_vnnlib(vnnlib_path)
-    if not cases:
-        return []
-    nx, ny = vnnlib_sizes(cases)
-    if nx != network.n_inputs:
-        raise VnnlibError(f"{vnnlib_path.name} declares {nx} inputs (X_0..X_{nx - 1}) but network "
-                          f"{onnx_path.name} has {network.n_inputs} inputs")
-    if ny != network.n_outputs:
-        raise VnnlibError(f"{vnnlib_path.name} declares {ny} outputs (Y_0..Y_{ny - 1}) but network "
-                          f"{onnx_path.name} has {network.n_outputs} outputs")
-    ref_full = onnx_reference(onnx_path, parts) if reference else None
-    stem = onnx_path.name
-    for suf in (".gz", ".onnx"):
-        stem = stem[:-len(suf)] if stem.endswith(suf) else stem
-    pstem = vnnlib_path.name
-    for suf in (".gz", ".vnnlib"):
-        pstem = pstem[:-len(suf)] if pstem.endswith(suf) else pstem
-
-    problems = []
-    for k, case in enumerate(cases):
-        lo, hi, unsafe = case
-        s_lo, s_hi = case.strict_lower, case.strict_upper
-        name = f"{stem}/{pstem}" + (f"#{k}" if len(cases) > 1 else "")
-        meta = {"network": str(onnx_path), "property": str(vnnlib_path), "case": k, "n_cases": len(cases)}
-        fixed = lo == hi
-        n_fixed = int(fixed.sum())
-        net: Network = network
-        full_input = None
-        if fold_fixed and 0 < n_fixed < nx:
-            try:
-                net = network.fix_inputs(fixed, lo[fixed])
-            except NetworkError:
-                net = network           # e.g. first layer not affine: keep the zero-width box
-            else:
-                full_input = _embedder(fixed, lo)
-                lo, hi = lo[~fixed], hi[~fixed]
-                s_lo, s_hi = s_lo[~fixed], s_hi[~fixed]
-                meta["fixed_inputs"] = n_fixed
-        ref = None
-        if ref_full is not None:
-            ref = ref_full if full_input is None else _composed(ref_full, full_input)
-        problems.append(Problem(net, lo, hi, unsafe, reference=ref, full_input=full_input, name=name, meta=meta,
-                                strict_lower=s_lo if s_lo.any() else None,
-                                strict_upper=s_hi if s_hi.any() else None))
-    return problems
-
-
-def _embedder(fixed: np.ndarray, values: np.ndarray):
-    fixed = fixed.copy()
-    base = np.where(fixed, values, 0.0)
-    free_idx = np.flatnonzero(~fixed)
-
-    def full_input(z):
-        z2 = np.asarray(z, dtype=np.float64).reshape(-1, free_idx.shape[0])
-        out = np.repeat(base[None, :], z2.shape[0], axis=0)
-        out[:, free_idx] = z2
-        return out
-    return full_input
-
-
-def _composed(ref, full_input):
-    def run(z):
-        return ref(full_input(z))
-    return run

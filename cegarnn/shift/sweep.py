@@ -4,8 +4,8 @@
 ``x`` for every ``z`` in the prior box ``mu ± delta·sigma``, and appends one row per image to
 ``rows.csv`` as soon as that image is done (an interrupted cell keeps its finished rows; with
 ``resume=True`` a rerun skips them). Falsified images also go to ``counterexamples.npz`` (the
-image, ``G(x, z)``, ``z``, and ``z`` in units of sigma). ``cegarnn.report`` turns the rows of a
-whole sweep into tables and plots. The Hydra job (``cegarnn-verify -m experiment=shift_sweep``)
+image, ``G(x, z)``, ``z``, and ``z`` in units of sigma). ``cegarnn.shift.report`` turns the rows of
+a whole sweep into tables and plots. The Hydra job (``cegarnn-verify -m experiment=shift_sweep``)
 only maps its config onto this function.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from ..verifier.methods import check_method
+from ..verifier.result import Verdict
+from .rows import COLUMNS, ERROR, fmt_value   # the rows.csv schema
 
-COLUMNS = ("shift", "classifier", "delta", "method", "image", "mnist_index", "label", "status", "reason",
-           "time", "time_limit", "iterations", "breakpoints", "binaries", "boxes", "solver_calls",
-           "time_attack", "time_bounds", "time_encode", "time_solver", "found_by", "cex_margin", "cex_pred")
+log = logging.getLogger(__name__)
 
 
 def _read_done(path: Path) -> set:
@@ -43,15 +43,13 @@ def run_cell(*, shift: str, classifier_name: str, generator, classifier, prior, 
     Returns the rows written (the ``COLUMNS`` of ``rows.csv``). A failure on one image becomes a
     row with status ``error`` and the exception in ``reason``; the other images still run.
     """
-    from .network import load_network
-    from .specs.problem import generative_problem, model_reference
-    from .verifier import marabou
-    from .verifier.cegar import METHODS, run
+    from ..network import load_network
+    from ..specs.problem import generative_problem, model_reference
+    from ..verifier.cegar import run
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "marabou" and not marabou.available():
-        raise ValueError(marabou.INSTALL_HINT)      # the sweep grid runs marabou only where installed
+    missing = check_method(method).missing()        # ValueError listing the methods if there is none
+    if missing is not None:
+        raise ValueError(missing)       # e.g. marabou's install hint: the grid runs it only where installed
     if delta < 0:
         raise ValueError(f"delta must be >= 0, got {delta}")
     if n_images < 1 or first_image < 0:
@@ -93,7 +91,7 @@ def run_cell(*, shift: str, classifier_name: str, generator, classifier, prior, 
             result = run(problem, method, options)
         except Exception as e:  # noqa: BLE001 - one bad instance must not end the cell
             log.error("image %d failed: %s", i, traceback.format_exc())
-            row.update(status="error", reason=f"{type(e).__name__}: {e}", time=time.perf_counter() - t0)
+            row.update(status=ERROR, reason=f"{type(e).__name__}: {e}", time=time.perf_counter() - t0)
         else:
             s = result.stats
             row.update(status=result.status, reason=result.reason, time=time.perf_counter() - t0,
@@ -101,7 +99,7 @@ def run_cell(*, shift: str, classifier_name: str, generator, classifier, prior, 
                        boxes=s.boxes_bounded, solver_calls=s.solver_calls, time_attack=s.time_attack,
                        time_bounds=s.time_bounds, time_encode=s.time_encode, time_solver=s.time_solver)
             c = result.counterexample
-            if result.status == "falsified" and c is not None:
+            if result.status == Verdict.FALSIFIED and c is not None:
                 z = np.asarray(c.free_input, dtype=np.float64)
                 shifted = gnet.forward(np.concatenate([x, z]))
                 pred = int(np.argmax(np.asarray(cref(shifted[None])).reshape(-1)))
@@ -117,7 +115,7 @@ def run_cell(*, shift: str, classifier_name: str, generator, classifier, prior, 
                                     method=np.array(method), delta=np.array(float(delta)),
                                     **{k2: np.asarray(v) for k2, v in cex.items()})
         with rows_path.open("a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in COLUMNS])
+            csv.writer(f).writerow([fmt_value(row.get(c, "")) for c in COLUMNS])
         rows.append(row)
         if progress is not None:
             progress(f"[{i - first_image + 1}/{n_images}] {shift} {classifier_name} delta={delta:g} {method} "
@@ -131,9 +129,3 @@ def _warm_up() -> None:
         import auto_LiRPA  # noqa: F401
     except ImportError:     # compute_bounds falls back to interval bounds with a warning
         pass
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)

@@ -10,6 +10,10 @@ then are the next layers appended — so later relaxations use the tightened bou
 Sound: only LPs the solver proved optimal are used, their optimum is widened by
 ``tol * (1 + |value|)`` against solver tolerances, and the result is intersected with the interval
 bounds and with ``initial`` — never looser than either.
+
+It lives above :mod:`cegarnn.bounds`, :mod:`cegarnn.encoding` and :mod:`cegarnn.solvers` (it needs
+all three), so that the encoder can import the bounds package without a cycle;
+``compute_bounds(..., method='lp')`` imports it when that method is asked for.
 """
 from __future__ import annotations
 
@@ -18,9 +22,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..network.ir import ACTIVATIONS, Affine, Network, ReLU
-from .box import BoxError, LayerBounds, check_box
-from .interval import interval_bounds, propagate
+from .bounds.box import BoxError, LayerBounds, check_box
+from .bounds.interval import interval_bounds, propagate
+from .encoding.network import encode_network
+from .encoding.program import Program
+from .network.ir import ACTIVATIONS, Affine, Network, ReLU
+from .solvers.base import Status
+from .solvers.registry import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +53,6 @@ def lp_tighten(network: Network, lower, upper, initial: Optional[LayerBounds] = 
     ``time_limit_per_lp``: an LP that hits it keeps its old bound. Returns bounds with
     ``method='lp'`` that are never looser than ``initial`` or interval bounds.
     """
-    from ..encoding.builder import encode_network
-    from ..encoding.program import Program
-    from ..solvers.base import Status, make_backend
-
     lo, hi = check_box(lower, upper, network.n_inputs)
     if lo.ndim != 1:
         raise BoxError("lp_tighten works on one box; call it per box of a batch")

@@ -1,4 +1,9 @@
-"""Command-line entry points (Hydra at the edge only: configs → plain arguments → library calls)."""
+"""``cegarnn-verify``: the Hydra entry point (see conf/config.yaml).
+
+Configs → plain arguments → library calls: one verification (``verifier.cegar.run``) or, with
+``experiment=...`` (a config with a ``sweep`` node), one cell of the distribution-shift sweep
+(``shift.sweep.run_cell``). Exit codes: ``cli.exits``.
+"""
 from __future__ import annotations
 
 import json
@@ -6,10 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+from .exits import EXIT_ERROR, exit_code, print_error
 
-EXIT_DEFINITIVE, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO_ROOT / "conf"          # Hydra's config dir, found from the package (works from any cwd)
 
 
 def _abs(path: str | None, base: Path) -> str | None:
@@ -28,9 +33,8 @@ def build_problem(cfg, base: Path):
     """The Problem described by a composed config (``cfg.model``, ``cfg.spec``)."""
     import numpy as np
 
-    from .specs.problem import classification_problem, generative_problem
-    from .network import load_network
-    from .specs.problem import model_reference
+    from ..network import load_network
+    from ..specs.problem import classification_problem, generative_problem, model_reference
 
     spec = cfg.spec
     images = np.load(_abs(cfg.model.images, base))
@@ -56,23 +60,21 @@ def build_problem(cfg, base: Path):
 
 
 def options_from_cfg(cfg):
-    from .verifier.cegar import Options
+    """``(method, Options)`` from the ``verifier``, ``bounds`` and ``solver`` nodes."""
+    from ..verifier.options import Options
     v = dict(cfg.verifier)
     method = v.pop("method")
-    fields = set(Options.__dataclass_fields__)
-    unknown = set(v) - fields
-    if unknown:
-        raise ValueError(f"unknown verifier option(s): {', '.join(sorted(unknown))}")
     v["bounds"] = cfg.bounds.method
     v["backend"] = cfg.solver.backend
-    return method, Options(**v)
+    return method, Options.from_mapping(v)     # OptionError (a ValueError and a TypeError) naming an unknown option
 
 
 def _sweep_cell(cfg, base: Path, multirun: bool):
     """One cell of an experiment sweep (conf/experiment/): many images, rows.csv in the job dir."""
     from collections import Counter
 
-    from .sweep import run_cell
+    from ..shift.sweep import run_cell
+    from ..verifier.result import Verdict
     try:
         method, opts = options_from_cfg(cfg)
         rows = run_cell(shift=str(cfg.shift.name), classifier_name=str(cfg.classifier.name),
@@ -83,7 +85,7 @@ def _sweep_cell(cfg, base: Path, multirun: bool):
                         out_dir=".", resume=bool(cfg.sweep.get("resume", False)),
                         progress=lambda s: print(s, flush=True))
     except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         if multirun:
             return None
         sys.exit(EXIT_ERROR)
@@ -91,7 +93,7 @@ def _sweep_cell(cfg, base: Path, multirun: bool):
     print(f"cell done: {counts}; rows in {Path('rows.csv').resolve()}")
     if multirun:
         return counts
-    sys.exit(EXIT_DEFINITIVE if all(r["status"] in ("verified", "falsified") for r in rows) else EXIT_UNKNOWN)
+    sys.exit(exit_code(all(r["status"] in (Verdict.VERIFIED, Verdict.FALSIFIED) for r in rows)))
 
 
 def verify_main() -> None:
@@ -108,7 +110,7 @@ def verify_main() -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from .verifier.cegar import run
+        from ..verifier.cegar import run
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         if cfg.get("sweep") is not None:
             return _sweep_cell(cfg, start_dir, multirun)
@@ -117,7 +119,7 @@ def verify_main() -> None:
             method, opts = options_from_cfg(cfg)
             result = run(problem, method, opts)
         except (ValueError, FileNotFoundError, TypeError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print_error(e)
             if multirun:           # one bad cell must not stop a sweep
                 return None
             sys.exit(EXIT_ERROR)
@@ -127,10 +129,6 @@ def verify_main() -> None:
         print(f"result written to {out.resolve()}")
         if multirun:
             return result.status
-        sys.exit(EXIT_DEFINITIVE if result.decided else EXIT_UNKNOWN)
+        sys.exit(exit_code(result.decided))
 
     _main()
-
-
-if __name__ == "__main__":
-    verify_main()

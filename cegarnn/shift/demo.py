@@ -14,16 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ..verifier.methods import DEFAULT_METHOD, METHODS
+from ..verifier.result import Verdict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS = REPO_ROOT / "experiments" / "models"
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m cegarnn.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m cegarnn.shift.demo", description=__doc__.splitlines()[0])
     p.add_argument("--models", default=str(MODELS), help="folder with generator/prior/classifier .onnx and test_images.npz")
     p.add_argument("--images", type=int, default=6, help="number of test images (default 6)")
     p.add_argument("--deltas", type=float, nargs="+", default=[1.0, 3.0], help="latent radii in units of sigma")
-    p.add_argument("--method", default="cegar", help="cegar | lp | milp-fixed | crown | bab-crown | marabou")
+    p.add_argument("--method", default=DEFAULT_METHOD, help=" | ".join(METHODS))
     p.add_argument("--time-limit", type=float, default=30.0, help="seconds per instance")
     p.add_argument("--out", default="demo.png", help="PNG to write")
     p.add_argument("--samples", type=int, default=6, help="generator samples per row of the picture")
@@ -32,8 +35,8 @@ def _parse(argv):
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    from .specs.problem import generative_problem
-    from .verifier import verify
+    from ..specs.problem import generative_problem
+    from ..verifier import verify
 
     d = Path(args.models)
     paths = {k: d / f"{k}.onnx" for k in ("generator", "prior", "classifier")}
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
             res = verify(problem, method=args.method, time_limit=args.time_limit)
             dt = time.perf_counter() - t
             counts[res.status] = counts.get(res.status, 0) + 1
-            extra = f" ({res.reason})" if res.status == "unknown" else ""
+            extra = f" ({res.reason})" if res.status == Verdict.UNKNOWN else ""
             if res.counterexample is not None:
                 c = res.counterexample
                 extra = (f" — counterexample: class {int(np.argmax(c.output_reference or c.output_ir))} "
@@ -79,7 +82,7 @@ def _plot(rows, xs, paths, n_samples, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .network import load_network
+    from ..network import load_network
     gen = load_network(str(paths["generator"]))
     ncol = n_samples + 2
     fig, axes = plt.subplots(len(rows), ncol, figsize=(1.3 * ncol, 1.4 * len(rows)), squeeze=False)
@@ -107,7 +110,7 @@ def _plot(rows, xs, paths, n_samples, out):
                 sp.set_linewidth(2)
         else:
             last.text(0.5, 0.5, res.status, ha="center", va="center", fontsize=8,
-                      color="green" if res.status == "verified" else "gray")
+                      color="green" if res.status == Verdict.VERIFIED else "gray")
         for a in ax:
             a.set_xticks([])
             a.set_yticks([])

@@ -6,10 +6,10 @@ report of a distribution-shift sweep.
     cegarnn compare results.csv OTHER_TOOL.csv ...
     cegarnn report SWEEP_ROOT [SWEEP_ROOT ...] --out DIR [--title T]
 
-Exit codes of ``vnnlib``: 0 sat/unsat, 1 timeout/unknown, 2 error. ``compare`` exits 1 when two
-tools disagree on a definitive answer. ``report`` (tables and plots from every ``rows.csv`` below
-the roots, see ``cegarnn.report``) exits 1 when two methods disagree on a definitive answer and 2
-on bad input.
+Exit codes (``cli.exits``) of ``vnnlib``: 0 sat/unsat, 1 timeout/unknown, 2 error. ``compare``
+exits 1 when two tools disagree on a definitive answer. ``report`` (tables and plots from every
+``rows.csv`` below the roots, see ``cegarnn.shift.report``) exits 1 when two methods disagree on a
+definitive answer and 2 on bad input. ``python -m cegarnn.cli ...`` runs the same command.
 """
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ import time
 import traceback
 from pathlib import Path
 
-EXIT_DEFINITIVE, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2
+from .exits import (EXIT_DEFINITIVE, EXIT_DISAGREEMENT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_UNKNOWN, one_line,
+                    print_error)
+
+from ..verifier.methods import DEFAULT_METHOD, METHODS, check_method
 
 
 def _parse_options(items) -> dict:
@@ -49,14 +52,9 @@ def _set_memory_limit(gb: float):
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return msg or type(e).__name__
-
-
 def cmd_vnnlib(a) -> int:
     t0 = time.perf_counter()
-    from .runner import InstanceResult, format_result, solve_instance, write_result
+    from ..vnncomp.runner import InstanceResult, format_result, solve_instance, write_result
 
     if a.memory_gb:
         _set_memory_limit(a.memory_gb)
@@ -78,26 +76,23 @@ def cmd_vnnlib(a) -> int:
         options = _parse_options(a.option)
         if a.seed is not None:
             options["seed"] = a.seed
-        from ..verifier import METHODS, Options
-        unknown = set(options) - set(Options.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown verifier option(s): {', '.join(sorted(unknown))}")
-        if a.method not in METHODS:
-            raise ValueError(f"unknown method {a.method!r}; choose one of {', '.join(METHODS)}")
+        from ..verifier.options import Options
+        Options.from_mapping(options)          # OptionError (a ValueError) naming an unknown option
+        check_method(a.method)                 # ValueError listing the methods
         if not a.timeout > 0:
             raise ValueError("--timeout must be > 0 seconds")
-        from .vnnlib import vnnlib_problems
+        from ..specs.vnnlib_problems import vnnlib_problems
         problems = vnnlib_problems(a.network, a.property)
         from ..network.reference import check_problem_reference
         check_problem_reference(problems)      # IR vs onnxruntime on each box: ConversionMismatch -> error
-    except (NetworkError, SpecError, BoxError, OSError, ValueError) as e:
-        return finish(InstanceResult("error", _one_line(e), prepare_seconds=time.perf_counter() - t0))
+    except (NetworkError, SpecError, BoxError, OSError, ValueError, TypeError) as e:
+        return finish(InstanceResult("error", one_line(e), prepare_seconds=time.perf_counter() - t0))
     except MemoryError:
         return finish(InstanceResult("error", "out of memory while loading the instance",
                                      prepare_seconds=time.perf_counter() - t0))
     except Exception as e:  # noqa: BLE001 - an instance must end in a result file
         traceback.print_exc()
-        return finish(InstanceResult("error", f"{type(e).__name__}: {_one_line(e)}",
+        return finish(InstanceResult("error", f"{type(e).__name__}: {one_line(e)}",
                                      prepare_seconds=time.perf_counter() - t0))
     prep = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -107,43 +102,43 @@ def cmd_vnnlib(a) -> int:
         res = InstanceResult("error", "out of memory" + (f" (limit {a.memory_gb:g} GB)" if a.memory_gb else ""))
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
-        res = InstanceResult("error", f"verifier failed: {type(e).__name__}: {_one_line(e)}")
+        res = InstanceResult("error", f"verifier failed: {type(e).__name__}: {one_line(e)}")
     res.prepare_seconds = prep
     res.run_seconds = time.perf_counter() - t1
     return finish(res)
 
 
 def cmd_bench(a) -> int:
-    from .runner import BenchConfig, run_benchmark
+    from ..vnncomp.runner import BenchConfig, run_benchmark
     cfg = BenchConfig(out=Path(a.out), workers=a.workers, timeout_scale=a.timeout_scale, method=a.method,
                       resume=a.resume, limit=a.limit, memory_gb=a.memory_gb, grace=a.grace, seed=a.seed,
                       benchmark=a.benchmark, options=dict(o.split("=", 1) for o in (a.option or []) if "=" in o))
     try:
         run_benchmark(a.instances, cfg, echo=lambda s: print(s, flush=True))
     except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print_error(e)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_DEFINITIVE
 
 
 def cmd_compare(a) -> int:
-    from .compare import report
+    from ..vnncomp.compare import report
     try:
         n = report(a.results, union=a.union)
     except (OSError, ValueError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print_error(e)
         return EXIT_ERROR
-    return 1 if n else 0
+    return EXIT_DISAGREEMENT if n else EXIT_DEFINITIVE
 
 
 def cmd_report(a) -> int:
-    from ..report import write_report
+    from ..shift.report import write_report
     try:
         info = write_report(a.roots, a.out, title=a.title)
     except (OSError, ValueError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print_error(e)
         return EXIT_ERROR
     dup = f" ({info['n_duplicates']} duplicate(s) dropped)" if info["n_duplicates"] else ""
     print(f"rows: {info['n_rows']} from {info['n_files']} rows.csv file(s){dup}; "
@@ -155,10 +150,11 @@ def cmd_report(a) -> int:
     print(f"files ({len(info['files'])}):")
     for f in info["files"]:
         print(f"  {f}")
-    return 1 if info["n_disagreements"] else 0
+    return EXIT_DISAGREEMENT if info["n_disagreements"] else EXIT_DEFINITIVE
 
 
 def build_parser() -> argparse.ArgumentParser:
+    methods = ", ".join(METHODS)
     p = argparse.ArgumentParser(prog="cegarnn", description="cegarnn: VNN-COMP style verification commands")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -168,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=float, default=60.0, help="seconds for all input boxes together (default 60)")
     v.add_argument("--out", help="write the VNN-COMP result file here")
     v.add_argument("--stats", help=argparse.SUPPRESS)        # JSON for the benchmark runner
-    v.add_argument("--method", default="cegar", help="cegar (default), lp, milp-fixed, crown, bab-crown, marabou")
+    v.add_argument("--method", default=DEFAULT_METHOD, help=f"one of {methods} (default {DEFAULT_METHOD})")
     v.add_argument("--seed", type=int, default=None)
     v.add_argument("--memory-gb", type=float, default=None, help="address-space limit for this process")
     v.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
@@ -180,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="results.csv", help="results CSV, appended row by row (default results.csv)")
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance's timeout")
-    b.add_argument("--method", default="cegar")
+    b.add_argument("--method", default=DEFAULT_METHOD, help=f"one of {methods} (default {DEFAULT_METHOD})")
     b.add_argument("--resume", action="store_true", help="skip instances already in --out")
     b.add_argument("--limit", type=int, default=None, help="only the first N instances")
     b.add_argument("--memory-gb", type=float, default=8.0, help="address-space limit per instance (default 8)")
@@ -205,9 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """``cegarnn``: parse ``argv`` (default: the command line), run the subcommand, return its exit code."""
     a = build_parser().parse_args(argv)
     return a.func(a)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

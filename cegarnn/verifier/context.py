@@ -1,0 +1,133 @@
+"""The state of one run: problem, options, clock, statistics, and the spec network with what a
+proof on it needs (bounds on the margins, and the padding that carries a proof on the float64 IR
+over to the model as executed)."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..bounds import compute_bounds
+from ..bounds.box import LayerBounds
+from ..bounds.rounding import output_padding
+from ..network.ir import Affine, Network, Sigmoid, Tanh
+from ..network.torch_io import to_torch
+from ..specs.problem import Problem
+from .options import Options
+from .result import Counterexample, Result, Stats, Verdict
+
+
+class TimeLimit(Exception):
+    """The run's time limit is reached (ends the run as ``unknown``, ``Reason.TIME_LIMIT``)."""
+
+
+@dataclass
+class RunContext:
+    problem: Problem
+    opts: Options
+    method: str                      # the registered name, written into the Result
+    start: float                     # time.perf_counter() when the run started
+    stats: Stats
+    spec_net: Network                # network with the unsafe rows appended: outputs C_all y - d_all
+    C: np.ndarray                    # stacked unsafe rows
+    d: np.ndarray                    # their right-hand sides
+    groups: list                     # row indices of each disjunct
+    sig_layers: list                 # indices of sigmoid/tanh layers
+    exec_net: Network                # problem.network with layers aligned to spec_net's (for the padding)
+    policy: str = "input"            # resolved refinement policy: 'input' or 'segments'
+    _torch_spec: Optional[torch.nn.Module] = None
+
+    @classmethod
+    def create(cls, problem: Problem, method: str, opts: Options) -> "RunContext":
+        start = time.perf_counter()
+        C, d, groups = problem.unsafe.stacked
+        spec_net = problem.network.with_output_layer(C, -d)
+        policy = opts.policy if opts.policy != "auto" else (
+            "input" if problem.n_free <= opts.max_split_dims else "segments")
+        exec_net = problem.network.simplified()
+        if len(exec_net.layers) != len(spec_net.layers) - (0 if isinstance(exec_net.layers[-1], Affine) else 1):
+            raise AssertionError("spec network layers do not align with the problem network's")
+        return cls(problem, opts, method, start, Stats(), spec_net, C, d, groups,
+                   spec_net.activation_indices((Sigmoid, Tanh)), exec_net, policy)
+
+    # ----------------------------------------------------------------- clock and bookkeeping
+    @property
+    def deadline(self) -> float:
+        return self.start + self.opts.time_limit
+
+    def remaining(self) -> float:
+        return self.opts.time_limit - (time.perf_counter() - self.start)
+
+    def check_time(self):
+        if self.remaining() <= 0:
+            raise TimeLimit()
+
+    @contextmanager
+    def timed(self, what: str):
+        """Add the time spent in the block to ``stats.time_<what>`` ('attack', 'bounds', 'encode',
+        'solver', 'checks')."""
+        name = "time_" + what
+        if not hasattr(self.stats, name):
+            raise ValueError(f"Stats has no field {name}")
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self.stats, name, getattr(self.stats, name) + time.perf_counter() - t)
+
+    def result(self, status: Verdict, reason: str = "", cex: Optional[Counterexample] = None) -> Result:
+        self.stats.wall_time = time.perf_counter() - self.start
+        return Result(status, reason, self.method, cex, self.stats, self.problem.name)
+
+    @property
+    def torch_spec(self) -> torch.nn.Module:
+        """The spec network in torch (float64), made on first use (gradients for split choices)."""
+        if self._torch_spec is None:
+            self._torch_spec = to_torch(self.spec_net)
+        return self._torch_spec
+
+    # ----------------------------------------------------------------- bounds and what a proof needs
+    def bounds(self, lo: np.ndarray, hi: np.ndarray, method: Optional[str] = None) -> LayerBounds:
+        method = method or self.opts.bounds
+        if method == "auto":
+            method = "crown" if self.policy == "input" else "alpha-crown"
+        with self.timed("bounds"):
+            b = compute_bounds(self.spec_net, lo, hi, method=method)
+        self.stats.boxes_bounded += lo.shape[0] if lo.ndim == 2 else 1
+        return b
+
+    def padding(self, bounds: LayerBounds) -> np.ndarray:
+        """Per stacked unsafe row (and per box of a batch): how far ``C_i y`` of the model as executed
+        (float32 unless the problem says otherwise) can be from the float64 IR's on the box; a proof
+        needs every row's lower bound above it (plus ``tol``). See :func:`output_padding`."""
+        with self.timed("bounds"):
+            return output_padding(self.exec_net, self.C, bounds.lower, bounds.upper,
+                                  getattr(self.problem, "precision", "float32"))
+
+    def disjunct_lower(self, bounds: LayerBounds) -> np.ndarray:
+        """Lower bounds on each disjunct's margin, minus the execution padding where it matters
+        (computed only for boxes whose unpadded bounds would exclude every disjunct): (B, n_disj)."""
+        row_lower = bounds.lower[-1]
+        single = row_lower.ndim == 1
+        rl = row_lower[None] if single else row_lower
+        lb = self.problem.unsafe.disjunct_lower_bounds(rl)
+        close = np.all(lb > self.opts.tol, axis=-1)
+        if np.any(close):
+            idx = np.flatnonzero(close)
+            sub = LayerBounds([np.atleast_2d(v)[idx] for v in bounds.lower],
+                              [np.atleast_2d(v)[idx] for v in bounds.upper], bounds.method)
+            lb[idx] = self.problem.unsafe.disjunct_lower_bounds(rl[idx] - self.padding(sub))
+        return lb[0] if single else lb
+
+    def proved(self, bounds: LayerBounds) -> np.ndarray:
+        """True (per box) where the bounds exclude every disjunct by more than ``tol`` plus the padding."""
+        return np.all(self.disjunct_lower(bounds) > self.opts.tol, axis=-1)
+
+    def open_disjuncts(self, bounds: LayerBounds) -> list[int]:
+        """Disjuncts not yet excluded by the bounds (padded), most promising (lowest bound) first."""
+        lb = self.problem.unsafe.disjunct_lower_bounds(bounds.lower[-1] - self.padding(bounds))
+        return [int(j) for j in np.argsort(lb, kind="stable") if lb[j] <= self.opts.tol]
