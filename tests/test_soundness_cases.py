@@ -205,3 +205,15 @@ def test_case4_proofs_cover_the_executed_float32_model(tmp_path, method):
     out = tmp_path / "result.txt"
     main(["vnnlib", str(net_path), str(prop), "--timeout", "5", "--method", method, "--out", str(out)])
     assert out.read_text().split()[0] != "unsat"      # 3e3d5c0: unsat, onnxruntime violates
+
+
+def test_precision_float64_pads_less_and_bad_precision_is_an_error():
+    from cegarnn.specs.property import SpecError
+    net = _cancelling_network()
+    b = compute_bounds(net, np.zeros(10), np.ones(10), method="interval")
+    C = np.array([[1.0]])
+    assert np.all(output_padding(net, C, b.lower, b.upper, "float64")
+                  < 1e-6 * output_padding(net, C, b.lower, b.upper, "float32"))
+    with pytest.raises(SpecError, match="precision"):
+        box_problem(net, np.zeros(10), np.ones(10), _unsafe_ge(0.5)).__class__(
+            net, np.zeros(10), np.ones(10), _unsafe_ge(0.5), precision="float16")

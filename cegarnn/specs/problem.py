@@ -32,6 +32,10 @@ class Problem:
     ``strict_lower`` / ``strict_upper`` (optional boolean masks over the free inputs): the bound
     is strict (``lower < z`` / ``z < upper``, VNN-LIB ``<``/``>``). The box stays closed for
     bounds and proofs (conservative); only a counterexample must lie strictly inside such a bound.
+
+    ``precision``: the arithmetic the model is executed in, which a proof must cover —
+    'float32' (default: ONNX under onnxruntime, float32 torch) or 'float64' (a float64 torch
+    model, or the IR itself); see :mod:`cegarnn.bounds.rounding`.
     """
 
     network: Network
@@ -44,8 +48,11 @@ class Problem:
     meta: dict = field(default_factory=dict)
     strict_lower: Optional[np.ndarray] = None
     strict_upper: Optional[np.ndarray] = None
+    precision: str = "float32"
 
     def __post_init__(self):
+        if self.precision not in ("float32", "float64"):
+            raise SpecError(f"precision must be 'float32' or 'float64', got {self.precision!r}")
         self.lower, self.upper = check_box(self.lower, self.upper, self.network.n_inputs)
         if self.lower.ndim != 1:
             raise BoxError("a problem's box must be one box (1-D lower/upper)")

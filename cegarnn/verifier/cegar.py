@@ -120,7 +120,7 @@ def _padding(ctx: _Ctx, bounds: LayerBounds) -> np.ndarray:
     needs every row's lower bound above it (plus ``tol``). See :func:`output_padding`."""
     t = time.perf_counter()
     pad = output_padding(ctx.exec_net, ctx.C, bounds.lower, bounds.upper,
-                         getattr(ctx.problem, "precision", "float32"))
+                         ctx.problem.precision)
     ctx.stats.time_bounds += time.perf_counter() - t
     return pad
 
