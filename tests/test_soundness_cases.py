@@ -205,3 +205,34 @@ def test_case4_proofs_cover_the_executed_float32_model(tmp_path, method):
     out = tmp_path / "result.txt"
     main(["vnnlib", str(net_path), str(prop), "--timeout", "5", "--method", method, "--out", str(out)])
     assert out.read_text().split()[0] != "unsat"      # 3e3d5c0: unsat, onnxruntime violates
+
+
+def test_precision_float64_pads_less_and_bad_precision_is_an_error():
+    from cegarnn.specs.property import SpecError
+    net = _cancelling_network()
+    b = compute_bounds(net, np.zeros(10), np.ones(10), method="interval")
+    C = np.array([[1.0]])
+    assert np.all(output_padding(net, C, b.lower, b.upper, "float64")
+                  < 1e-6 * output_padding(net, C, b.lower, b.upper, "float32"))
+    with pytest.raises(SpecError, match="precision"):
+        box_problem(net, np.zeros(10), np.ones(10), _unsafe_ge(0.5)).__class__(
+            net, np.zeros(10), np.ones(10), _unsafe_ge(0.5), precision="float16")
+
+
+def test_case4_ir_semantics_is_explicit(tmp_path):
+    """`--proof-covers ir` proves the float64 IR only: the same instance is then unsat, which is
+    right for the IR (its margin is positive) and says so in the flag, never by default."""
+    from cegarnn.cli.commands import main
+    net_path, prop = _margin_gap_instance(tmp_path)
+    out = tmp_path / "result.txt"
+    main(["vnnlib", str(net_path), str(prop), "--timeout", "5", "--method", "lp", "--proof-covers", "ir",
+          "--out", str(out)])
+    assert out.read_text().split()[0] == "unsat"
+
+
+def test_crown_float32_option_still_sound():
+    """The float32 CROWN path (dtype='float32') keeps its rigorous widening: case 2 stays unproved."""
+    from cegarnn.bounds.lirpa import CrownBounder
+    net = _cancelling_network()
+    b = CrownBounder(net, dtype="float32").bounds(np.zeros(10), np.ones(10))
+    assert b.upper[-1][0] >= net.forward(np.ones(10))[0]

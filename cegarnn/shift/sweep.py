@@ -39,7 +39,7 @@ def run_cell(*, shift: str, classifier_name: str, generator, classifier, prior, 
     """Verify images ``first_image .. first_image + n_images - 1`` of the ``images`` npz file.
 
     ``generator`` / ``classifier`` / ``prior``: ONNX paths (or anything ``load_network`` takes).
-    ``options``: ``cegarnn.verifier.cegar.Options`` (its ``time_limit`` bounds each image).
+    ``options``: ``cegarnn.verifier.options.Options`` (its ``time_limit`` bounds each image).
     Returns the rows written (the ``COLUMNS`` of ``rows.csv``). A failure on one image becomes a
     row with status ``error`` and the exception in ``reason``; the other images still run.
     """

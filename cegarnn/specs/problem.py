@@ -32,6 +32,12 @@ class Problem:
     ``strict_lower`` / ``strict_upper`` (optional boolean masks over the free inputs): the bound
     is strict (``lower < z`` / ``z < upper``, VNN-LIB ``<``/``>``). The box stays closed for
     bounds and proofs (conservative); only a counterexample must lie strictly inside such a bound.
+
+    ``precision``: the arithmetic the model is executed in, which a proof must cover —
+    'float32' (default: ONNX under onnxruntime, float32 torch) or 'float64' (a float64 torch
+    model, or the IR itself); see :mod:`cegarnn.bounds.rounding`. ``None``: proofs cover only the
+    float64 IR in real arithmetic (no padding for the executed model — the reading of most
+    published verifiers; say so when you report such a result).
     """
 
     network: Network
@@ -44,8 +50,11 @@ class Problem:
     meta: dict = field(default_factory=dict)
     strict_lower: Optional[np.ndarray] = None
     strict_upper: Optional[np.ndarray] = None
+    precision: Optional[str] = "float32"
 
     def __post_init__(self):
+        if self.precision not in ("float32", "float64", None):
+            raise SpecError(f"precision must be 'float32', 'float64' or None, got {self.precision!r}")
         self.lower, self.upper = check_box(self.lower, self.upper, self.network.n_inputs)
         if self.lower.ndim != 1:
             raise BoxError("a problem's box must be one box (1-D lower/upper)")

@@ -103,10 +103,13 @@ class RunContext:
     def padding(self, bounds: LayerBounds) -> np.ndarray:
         """Per stacked unsafe row (and per box of a batch): how far ``C_i y`` of the model as executed
         (float32 unless the problem says otherwise) can be from the float64 IR's on the box; a proof
-        needs every row's lower bound above it (plus ``tol``). See :func:`output_padding`."""
+        needs every row's lower bound above it (plus ``tol``). See :func:`output_padding`.
+        Zero when the problem's proofs cover only the float64 IR (``precision=None``)."""
+        if self.problem.precision is None:
+            return np.zeros(bounds.lower[-1].shape)
         with self.timed("bounds"):
             return output_padding(self.exec_net, self.C, bounds.lower, bounds.upper,
-                                  getattr(self.problem, "precision", "float32"))
+                                  self.problem.precision)
 
     def disjunct_lower(self, bounds: LayerBounds) -> np.ndarray:
         """Lower bounds on each disjunct's margin, minus the execution padding where it matters

@@ -280,6 +280,7 @@ class BenchConfig:
     grace: float = 30.0
     seed: int = 0
     benchmark: Optional[str] = None
+    proof_covers: str = "executed"   # or "ir": see `cegarnn vnnlib --proof-covers`
     options: dict = field(default_factory=dict)
     python: str = sys.executable
 
@@ -287,7 +288,8 @@ class BenchConfig:
 def child_command(inst: Instance, cfg: BenchConfig, result_file: Path, stats_file: Path) -> list[str]:
     cmd = [cfg.python, "-m", "cegarnn.cli", "vnnlib", str(inst.network_path), str(inst.property_path),
            "--timeout", repr(inst.timeout * cfg.timeout_scale), "--out", str(result_file),
-           "--stats", str(stats_file), "--method", cfg.method, "--seed", str(cfg.seed)]
+           "--stats", str(stats_file), "--method", cfg.method, "--seed", str(cfg.seed),
+           "--proof-covers", cfg.proof_covers]
     if cfg.memory_gb and cfg.memory_gb > 0:
         cmd += ["--memory-gb", repr(float(cfg.memory_gb))]
     for k, v in cfg.options.items():
