@@ -26,7 +26,7 @@ def test_marabou_on_sigmoid_cases_never_contradicts_the_grid(generative_case, gr
     for seed, radius in [(s, r) for s in range(4) for r in (1.5, 4.0)]:
         prob, G, C, x, label, lo, hi = generative_case(seed, radius)
         gmin, _ = grid_margin(G, C, x, label, lo, hi, n=81)
-        res = verify(prob, method="marabou", time_limit=20, attack=False)
+        res = verify(prob, method="marabou", time_limit=20, attack=False, trust_unchecked=True)
         assert res.status != "falsified" or res.counterexample.margin_reference <= 0
         if res.status == "verified":
             assert gmin >= 0, (seed, radius)
@@ -56,7 +56,7 @@ def test_marabou_sat_on_relu_networks_is_confirmed_and_unsat_matches_the_grid():
     for seed in range(6):
         for radius in (0.05, 0.6):
             prob, gmin = _relu_case(seed, radius)
-            res = verify(prob, method="marabou", time_limit=20, attack=False)
+            res = verify(prob, method="marabou", time_limit=20, attack=False, trust_unchecked=True)
             assert res.decided, (seed, radius, res.reason)
             if res.status == "verified":
                 assert gmin >= 0, (seed, radius)
@@ -75,7 +75,7 @@ def test_marabou_on_a_committed_shift_model_agrees_with_cegar():
         x, y = d["images"][0], int(d["labels"][0])
     prob = generative_problem(SHIFTS / "rotation" / "generator.onnx", ROOT / "experiments" / "models" / "classifier.onnx",
                               x, y, prior=SHIFTS / "rotation" / "prior.onnx", delta=0.25)
-    m = verify(prob, method="marabou", time_limit=20, attack=False)
+    m = verify(prob, method="marabou", time_limit=20, attack=False, trust_unchecked=True)
     c = verify(prob, method="cegar", time_limit=20)
     assert m.status == c.status == "verified", (m.reason, c.reason)
     assert m.stats.solver_calls == 1 and m.stats.time_solver > 0
@@ -138,3 +138,14 @@ def test_sweep_cell_refuses_marabou_when_missing(monkeypatch, tmp_path):
                  classifier=ROOT / "experiments" / "models" / "classifier.onnx", prior=d / "prior.onnx",
                  images=SHIFTS / "test_images.npz", delta=0.5, method="nope", options=Options(time_limit=1),
                  n_images=1, out_dir=tmp_path)
+
+
+def test_marabou_unsat_is_unknown_unless_trusted():
+    """Marabou's unsat is unchecked (it was wrong on random instances): by default it is not a proof."""
+    from cegarnn.verifier.marabou import UNSAT_UNCHECKED
+    with np.load(SHIFTS / "test_images.npz") as d:
+        x, y = d["images"][0], int(d["labels"][0])
+    prob = generative_problem(SHIFTS / "rotation" / "generator.onnx", ROOT / "experiments" / "models" / "classifier.onnx",
+                              x, y, prior=SHIFTS / "rotation" / "prior.onnx", delta=0.25)
+    m = verify(prob, method="marabou", time_limit=20, attack=False)
+    assert m.status == "unknown" and m.reason == UNSAT_UNCHECKED

@@ -662,3 +662,20 @@ def test_highs_backend_prints_nothing_while_building_and_solving(capfd):
     out, err = capfd.readouterr()
     assert s.status is Status.OPTIMAL
     assert out == "" and err == ""
+
+
+def test_farkas_certificate_of_infeasibility():
+    """An LP's INFEASIBLE stands only with a dual ray that certifies it."""
+    from cegarnn.encoding import Program
+    from cegarnn.solvers.base import farkas_certified
+    p = Program()
+    x = p.add_vars(1, lb=0.0, ub=1.0)
+    p.add_rows([0], [int(x[0])], [1.0], [2.0], [np.inf])          # x >= 2 with x <= 1
+    assert farkas_certified(p, np.array([1.0]))
+    assert not farkas_certified(p, np.array([0.0]))
+    q = Program()
+    y = q.add_vars(1, lb=0.0, ub=3.0)
+    q.add_rows([0], [int(y[0])], [1.0], [2.0], [np.inf])          # feasible: no ray certifies
+    assert not farkas_certified(q, np.array([1.0])) and not farkas_certified(q, np.array([-1.0]))
+    sol = make_backend(p, "highs").solve()
+    assert sol.status == Status.INFEASIBLE                        # certified by HiGHS' own ray

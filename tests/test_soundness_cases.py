@@ -236,3 +236,16 @@ def test_crown_float32_option_still_sound():
     net = _cancelling_network()
     b = CrownBounder(net, dtype="float32").bounds(np.zeros(10), np.ones(10))
     assert b.upper[-1][0] >= net.forward(np.ones(10))[0]
+
+
+# --------------------------------------------------------------------------- found by the random check
+@pytest.mark.parametrize("seed,method", [(183, "cegar"), (95, "lp"), (199, "milp-fixed")])
+def test_instances_the_random_check_caught(seed, method):
+    """Wrong `verified` answers found by experiments/bench_soundness.py on the issue-10 code: HiGHS
+    said INFEASIBLE for box abstractions that contain the network's own values (an LP whose true
+    point met every row to 1e-9; MILPs with big-M values of 1e7). INFEASIBLE is no proof now."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import soundness_lib as S
+    v = S.run_library(S.make_instance(seed), method, 1.0, attack=False)
+    assert v.verdict != "verified", v.reason

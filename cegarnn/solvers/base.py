@@ -257,6 +257,20 @@ def safe_lp_bound(program, row_dual, objective_hint: Optional[float] = None,
     return s * L
 
 
+def farkas_certified(program, ray, view: Optional[LPView] = None) -> bool:
+    """True iff the row multipliers ``ray`` (either sign) prove ``program``'s LP (integrality
+    ignored) infeasible: the Neumaier–Shcherbina lower bound of ``min 0`` is > 0, i.e. every point
+    of the column box violates ``ray · (A x)`` against the row bounds."""
+    if view is None or not view.matches(program):
+        view = LPView(program)
+    y = np.asarray(ray, dtype=np.float64).reshape(-1)
+    if y.shape[0] != program.n_rows or not np.all(np.isfinite(y)):
+        return False
+    zero = np.zeros(program.n_vars)
+    return any(_ns_lower(view, zero, program.row_lo, program.row_hi, program.col_lo, program.col_hi,
+                         sign * y, 0.0, None) > 0 for sign in (1.0, -1.0))
+
+
 def scaled_margin(program, bound: float, tol: float) -> float:
     """Margin for a proof that rests on a solver's (MILP) dual bound: ``tol * max(1, |bound|,
     sum_j |c_j| max(|l_j|, |u_j|))`` over objective columns with finite bounds.

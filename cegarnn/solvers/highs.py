@@ -48,7 +48,7 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
-from .base import (LPView, Solution, SolverError, Status, _margin, objective_scale, relax_bound,
+from .base import (LPView, farkas_certified, Solution, SolverError, Status, _margin, objective_scale, relax_bound,
                    safe_lp_bound)
 from .silence import new_highs
 
@@ -388,10 +388,15 @@ class HighsBackend:
                 bound = relax_bound(self.program, db, _margin(db, self._mtol, self._oscale))
         elif status is Status.OPTIMAL:
             bound = self.safe_bound(objective)
+        elif status is Status.INFEASIBLE and not self.infeasibility_certified():
+            # seen: HiGHS said infeasible for an LP abstraction that a true point satisfies (every
+            # row within 1e-9) — a proof must not rest on that
+            status = Status.NUMERICAL_ERROR
+            why = "HiGHS said infeasible, but its dual ray does not certify it"
         message = h.modelStatusToString(model_status)
         if status is Status.INTERRUPTED and why.startswith("time limit"):
             status = Status.TIME_LIMIT
-        if status in (Status.INTERRUPTED, Status.TIME_LIMIT) and why:
+        if status in (Status.INTERRUPTED, Status.TIME_LIMIT, Status.NUMERICAL_ERROR) and why:
             message += f": {why}"
         return Solution(status=status, x=x, objective=objective, bound=bound,
                         time=time.perf_counter() - t0, message=message,
@@ -419,6 +424,23 @@ class HighsBackend:
         if self._view is None or not self._view.matches(self.program):
             self._view = LPView(self.program)
         return safe_lp_bound(self.program, np.asarray(sol.row_dual, dtype=np.float64), objective, self._view)
+
+    def infeasibility_certified(self) -> bool:
+        """True iff the program is a MILP (no certificate exists; HiGHS' answer stands, documented
+        as not rigorous) or HiGHS' dual ray is a Farkas certificate of the LP's infeasibility:
+        the Neumaier–Shcherbina bound of ``min 0`` under the ray's multipliers is > 0
+        (:func:`~cegarnn.solvers.base.farkas_certified`), evaluated with rigorous rounding."""
+        if self._has_int:
+            return True
+        try:
+            status, has_ray, ray = self._h.getDualRay()
+        except Exception:  # noqa: BLE001 - an old highspy without the call: no certificate
+            return False
+        if not has_ray:
+            return False
+        if self._view is None or not self._view.matches(self.program):
+            self._view = LPView(self.program)
+        return farkas_certified(self.program, np.asarray(ray, dtype=np.float64), self._view)
 
     def _empty(self, t0: float) -> Solution:
         """A program without variables: feasible iff every (empty) row admits 0."""

@@ -82,9 +82,11 @@ class BoxAbstraction:
         ctx.stats.solver_calls += 1
         ctx.stats.max_binaries = max(ctx.stats.max_binaries, self.program.n_integer)
         bound = None
-        if sol.status == Status.INFEASIBLE:
-            bound = np.inf
-        elif sol.status == Status.OPTIMAL and sol.bound is not None:
+        # INFEASIBLE is never a proof here: the abstraction contains the network's own values at
+        # every point of the (non-empty) box, so the solver can only say it from numerical trouble
+        # (seen: big-M values of 1e7 in a MILP, and an LP whose true point met every row to 1e-9).
+        # It is left without a bound and without a solution: the box is split or stays unknown.
+        if sol.status == Status.OPTIMAL and sol.bound is not None:
             bound = sol.bound
         elif sol.bound is not None and sol.status == Status.INTERRUPTED:
             bound = sol.bound

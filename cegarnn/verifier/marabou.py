@@ -169,10 +169,16 @@ def _solve_in_child(spec_net: Network, lower, upper, groups, seconds: int, stop_
         recv.close()
 
 
+#: the reason of an untrusted Marabou unsat
+UNSAT_UNCHECKED = "Marabou answered unsat, which nothing checks (trust_unchecked=True counts it as verified)"
+
+
 def solve(problem: Problem, spec_net: Network, groups: list, seconds: int, stats: Stats, method: str,
-          start: float, stop_at: float) -> Result:
+          start: float, stop_at: float, trust_unsat: bool = False) -> Result:
     """One Marabou call on the whole box with Marabou's timeout ``seconds`` (>= 1, whole seconds);
-    the call is stopped at ``stop_at`` (``time.perf_counter``) whatever Marabou is doing."""
+    the call is stopped at ``stop_at`` (``time.perf_counter``) whatever Marabou is doing.
+    Marabou's ``unsat`` is ``verified`` only with ``trust_unsat`` (nothing checks it; maraboupy
+    2.0.0 answered ``unsat`` where we confirmed counterexamples); else ``unknown`` saying so."""
     _core()
     check_layers(spec_net)              # here, not only in the child: a clear error for the caller
     exit_code, z, t_enc, t_solve = _solve_in_child(spec_net, problem.lower, problem.upper, groups, seconds, stop_at)
@@ -186,7 +192,9 @@ def solve(problem: Problem, spec_net: Network, groups: list, seconds: int, stats
         return Result(status, reason, method, cex, stats, problem.name)
 
     if exit_code == "unsat":
-        return done(VERIFIED, "proved by Marabou (unsat)")
+        if trust_unsat:
+            return done(VERIFIED, "proved by Marabou (unsat, unchecked)")
+        return done(UNKNOWN, UNSAT_UNCHECKED)
     if exit_code == "sat":
         cex = confirm(problem, np.asarray(z, dtype=np.float64), "marabou")
         if cex is not None:
