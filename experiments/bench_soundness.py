@@ -8,7 +8,7 @@ of ReLU/Sigmoid/Tanh, thresholds near the true extreme; flavours ``plain``, ``la
 ``saturate`` (sigmoid/tanh pre-activations beyond ±500, where auto_LiRPA 0.3 clips), ``cancel``
 (nearly cancelling rows amplified: float32 rounding matters), ``mixed``), the ground truth is
 computed by sampling + local refinement on the float64 network and on onnxruntime (float32), and by
-interval bisection; then every method of ``cegarnn.verifier.cegar.METHODS`` (``marabou`` only where
+interval bisection; then every method of ``cegarnn.verifier.methods.METHODS`` (``marabou`` only where
 available) runs on two paths:
 
 * ``library``: ``cegarnn.verify`` on the float64 network, the float32 ONNX model (onnxruntime) as
@@ -16,7 +16,7 @@ available) runs on two paths:
   it on) so that the proofs themselves are tested - with it on, most barely-unsafe instances in
   1-3 dimensions are falsified before any bound is computed;
 * ``vnnlib``: the float32 ONNX file and a ``.vnnlib`` property through ``cegarnn vnnlib``
-  (``cegarnn.vnncomp.cli.main``, in-process, default options: as a user runs it).
+  (``cegarnn.cli.commands.main``, in-process, default options: as a user runs it).
 
 A ``verified``/``unsat`` where a violation was sampled, or a ``falsified``/``sat`` whose
 counterexample is not unsafe at that point, is WRONG. The two hand-made instances of issue 10

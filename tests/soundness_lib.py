@@ -701,7 +701,7 @@ def cegarnn_unsafe(inst: Instance):
 
 
 def methods_available() -> list[str]:
-    from cegarnn.verifier.cegar import METHODS
+    from cegarnn.verifier.methods import METHODS
     from cegarnn.verifier import marabou
     return [m for m in METHODS if m != "marabou" or marabou.available()]
 
@@ -793,7 +793,7 @@ def parse_result_file(text: str):
 def run_vnnlib(inst: Instance, method: str, time_limit: float, workdir=None,
                f32model: Optional[Float32Model] = None) -> Verdict:
     """Write the float32 ONNX model and the VNN-LIB property, run ``cegarnn vnnlib`` in-process
-    (``cegarnn.vnncomp.cli.main``), read the result file."""
+    (``cegarnn.cli.commands.main``), read the result file."""
     from cegarnn.cli.commands import main as cli_main
 
     f32model = f32model or Float32Model(inst)
