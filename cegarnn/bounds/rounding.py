@@ -198,10 +198,13 @@ def output_padding(network: Network, C, lower: list, upper: list, precision: str
     for i in range(L - 1, -1, -1):
         layer = network.layers[i]
         if isinstance(layer, Affine):
-            Wp = layer.W.maximum(0) if sp.issparse(layer.W) else np.maximum(layer.W, 0)
-            Wn = layer.W.minimum(0) if sp.issparse(layer.W) else np.minimum(layer.W, 0)
-            Jl, Ju = (_right_matmul(Jl, Wp) + _right_matmul(Ju, Wn),
-                      _right_matmul(Ju, Wp) + _right_matmul(Jl, Wn))
+            # interval matrix times a point matrix in centre-radius form: [c ± r] W = c W ± r |W|
+            # (the rounding of c W is at most g |c| |W|, and r |W| has only nonnegative terms)
+            g = float(gamma(layer.in_size + 2, UNIT_ROUNDOFF["float64"]))
+            Jc = (Jl + Ju) / 2
+            Jr = _right_matmul((Ju - Jl) / 2 + g * np.abs(Jc), _abs(layer.W)) * (1 + 2 * g)
+            Jc = _right_matmul(Jc, layer.W)
+            Jl, Ju = Jc - Jr, Jc + Jr
         else:
             dl, du = _derivative_range(layer, lower[i] - errors[i], upper[i] + errors[i])
             dl, du = dl[:, None, :], du[:, None, :]

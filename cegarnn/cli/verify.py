@@ -89,7 +89,7 @@ def _sweep_cell(cfg, base: Path, multirun: bool):
         if multirun:
             return None
         sys.exit(EXIT_ERROR)
-    counts = dict(Counter(r["status"] for r in rows))
+    counts = dict(Counter(str(r["status"]) for r in rows))
     print(f"cell done: {counts}; rows in {Path('rows.csv').resolve()}")
     if multirun:
         return counts
