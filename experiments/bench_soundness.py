@@ -102,6 +102,8 @@ def summarise(rows: list[dict], args, wall: float, harness: list[str]) -> str:
     out.append("")
     seeds = (f"seeds {' '.join(map(str, args.seeds))}" if args.seeds is not None
              else f"seeds {args.seed0}..{args.seed0 + args.n - 1}")
+    if args.flavours:
+        seeds += f" with flavour {'/'.join(args.flavours)}"
     out.append(f"Instances: {len(instances)} ({seeds} of "
                f"`tests/soundness_lib.make_instance`" + (" plus the two issue-10 instances" if not args.no_issue10 else "")
                + f"); time limit {args.time_limit:g} s per call (Marabou: at least 2 s); paths: "
@@ -202,6 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed0", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="run exactly these seeds instead")
     ap.add_argument("--time-limit", type=float, default=2.0, help="seconds per method call (default 2)")
+    ap.add_argument("--flavours", nargs="*", default=None, choices=S.FLAVOURS,
+                    help="only the seeds whose instance has one of these flavours")
     ap.add_argument("--methods", nargs="*", default=None, help="default: every available method")
     ap.add_argument("--paths", nargs="*", default=["library", "vnnlib"], choices=["library", "vnnlib"])
     ap.add_argument("--workers", type=int, default=1)
@@ -216,6 +220,8 @@ def main(argv=None) -> int:
 
     methods = args.methods or S.methods_available()
     keys = [str(k) for k in (args.seeds if args.seeds is not None else range(args.seed0, args.seed0 + args.n))]
+    if args.flavours:
+        keys = [k for k in keys if S.flavour_of(int(k)) in args.flavours]
     if args.seeds is not None:
         args.n = len(keys)
     if not args.no_issue10:

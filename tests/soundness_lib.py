@@ -284,6 +284,11 @@ def _saturating_network(rng, n_in: int):
     return layers, lo, hi, {"depth": 1, "widths": [width], "acts": [act], "pairs": 0, "huge": n_huge}
 
 
+def flavour_of(seed: int) -> str:
+    """The flavour :func:`make_instance` draws for ``seed`` (cheap: its first random draw)."""
+    return str(np.random.default_rng([seed, 20240610]).choice(FLAVOURS, p=FLAVOUR_P))
+
+
 def make_instance(seed: int, flavour: Optional[str] = None) -> Instance:
     """The seeded random instance number ``seed`` (see the module docstring)."""
     rng = np.random.default_rng([seed, 20240610])
@@ -701,7 +706,10 @@ def cegarnn_unsafe(inst: Instance):
 
 
 def methods_available() -> list[str]:
-    from cegarnn.verifier.methods import METHODS
+    try:
+        from cegarnn.verifier.methods import METHODS
+    except ImportError:          # older checkouts (before the verifier was split into modules)
+        from cegarnn.verifier.cegar import METHODS
     from cegarnn.verifier import marabou
     return [m for m in METHODS if m != "marabou" or marabou.available()]
 

@@ -29,7 +29,7 @@ from cegarnn.verifier.methods import METHODS  # noqa: E402
 
 N_INSTANCES = 40
 VNNLIB_EVERY = 4          # instances 0, 4, 8, ... also go through the VNN-LIB command
-TIME_LIMIT = 0.5          # seconds per method call (Marabou: 2, its timeout is whole seconds)
+TIME_LIMIT = 0.4          # seconds per method call (Marabou: 2, its timeout is whole seconds)
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 REGRESSION_TIME_LIMIT = 1.0
 
