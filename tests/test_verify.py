@@ -13,43 +13,12 @@ from cegarnn.specs.property import SpecError, UnsafeRegion, classification_unsaf
 from cegarnn.bounds.box import BoxError
 from cegarnn.verifier import Options, run
 
-N_X, N_Z = 4, 2
-
-
-def tiny_models(seed: int):
-    """A generator [x(4), z(2)] -> 10 ReLU -> 6 sigmoid and a 6 -> 8 ReLU -> 3 classifier (float64)."""
-    torch.manual_seed(seed)
-    G = nn.Sequential(nn.Linear(N_X + N_Z, 10), nn.ReLU(), nn.Linear(10, 6), nn.Sigmoid()).double()
-    with torch.no_grad():
-        G[0].weight[:, N_X:] *= 3.0       # make the latent matter
-        G[2].weight *= 4.0                # wide sigmoid pre-activations: one segment is loose
-    C = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double()
-    with torch.no_grad():
-        C[0].weight *= 4.0
-    return G.eval(), C.eval()
-
-
-def grid_truth(G, C, x, label, lo, hi, n=161):
-    """Min classification margin over a dense latent grid (and the arg-min)."""
-    g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
-    z = np.stack([g1.ravel(), g2.ravel()], 1)
-    inp = np.concatenate([np.tile(x, (len(z), 1)), z], 1)
-    with torch.no_grad():
-        out = C(G(torch.as_tensor(inp))).numpy()
-    others = np.delete(out, label, axis=1)
-    m = out[:, label] - others.max(1)
-    return float(m.min()), z[int(np.argmin(m))]
-
-
-def make_case(seed, radius):
-    G, C = tiny_models(seed)
-    rng = np.random.default_rng(seed)
-    x = rng.random(N_X)
-    with torch.no_grad():
-        label = int(C(G(torch.as_tensor(np.concatenate([x, np.zeros(N_Z)])[None]))).argmax())
-    lo, hi = -radius * np.ones(N_Z), radius * np.ones(N_Z)
-    prob = generative_problem(G, C, x, label, latent_lower=lo, latent_upper=hi, name=f"s{seed}r{radius}")
-    return prob, G, C, x, label, lo, hi
+# the tiny generator/classifier cases and their grid ground truth live in conftest.py (shared with
+# test_marabou.py through the generative_case / grid_margin fixtures)
+from conftest import N_X, N_Z  # noqa: E402,F401
+from conftest import _generative_case as make_case  # noqa: E402
+from conftest import _grid_margin as grid_truth  # noqa: E402
+from conftest import _tiny_generative_models as tiny_models  # noqa: E402,F401
 
 
 CASES = [(s, r) for s in range(10) for r in (1.5, 4.0)]

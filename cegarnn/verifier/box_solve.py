@@ -138,10 +138,10 @@ def solve_box(ctx: RunContext, depth: int, bounds: LayerBounds, refine: bool, se
     spurious candidate refines sigmoid segments or asks for a split; under the input policy the
     solver gets at most ``box_time`` seconds in all (then SPLIT). Raises :class:`TimeLimit`."""
     box_end = None if box_time is None else time.perf_counter() + box_time
-    open_j = ctx.open_disjuncts(bounds)
+    pad = ctx.padding(bounds)
+    open_j = ctx.open_disjuncts(bounds, pad)
     if not open_j:
         return BoxOutcome(BoxKind.CLOSED)
-    pad = ctx.padding(bounds)
     need = {j: ctx.opts.tol + float(np.max(pad[g])) for j, g in enumerate(ctx.groups)}
     input_mode = refine and ctx.policy == "input"
     relu = "exact"

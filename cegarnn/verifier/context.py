@@ -130,7 +130,9 @@ class RunContext:
         """True (per box) where the bounds exclude every disjunct by more than ``tol`` plus the padding."""
         return np.all(self.disjunct_lower(bounds) > self.opts.tol, axis=-1)
 
-    def open_disjuncts(self, bounds: LayerBounds) -> list[int]:
-        """Disjuncts not yet excluded by the bounds (padded), most promising (lowest bound) first."""
-        lb = self.problem.unsafe.disjunct_lower_bounds(bounds.lower[-1] - self.padding(bounds))
+    def open_disjuncts(self, bounds: LayerBounds, pad: Optional[np.ndarray] = None) -> list[int]:
+        """Disjuncts not yet excluded by the bounds (padded by ``pad``, default :meth:`padding`),
+        most promising (lowest bound) first."""
+        pad = self.padding(bounds) if pad is None else pad
+        lb = self.problem.unsafe.disjunct_lower_bounds(bounds.lower[-1] - pad)
         return [int(j) for j in np.argsort(lb, kind="stable") if lb[j] <= self.opts.tol]
