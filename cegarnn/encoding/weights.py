@@ -20,6 +20,17 @@ from .network import encode_network
 from .program import INF, Program
 
 
+def _as_inputs(network: Network, inputs) -> np.ndarray:
+    """``inputs`` as a finite float64 (N, n_in) array, or :class:`EncodingError`."""
+    X = np.atleast_2d(np.asarray(inputs, dtype=np.float64))
+    X = X.reshape(X.shape[0], -1)
+    if X.shape[1] != network.n_inputs:
+        raise EncodingError(f"inputs have {X.shape[1]} features, the network has {network.n_inputs} inputs")
+    if not np.all(np.isfinite(X)):
+        raise EncodingError("inputs must be finite")
+    return X
+
+
 @dataclass(eq=False)
 class WeightEncoding:
     """Variables of :func:`encode_weight_layer`.
@@ -40,6 +51,78 @@ class WeightEncoding:
     outputs: np.ndarray
     hidden: np.ndarray
     encodings: list
+    delta: float = 1.0
+    delta_bias: float = 1.0
+    relu: str = "exact"
+    segments: object = None
+    name: str = "wt"
+    eps: float = EPS
+
+    @property
+    def n_inputs(self) -> int:
+        return self.outputs.shape[0]
+
+    def add_inputs(self, inputs, delta: Optional[float] = None) -> np.ndarray:
+        """Encode more inputs under the same change variables; returns their output columns
+        (N_new, n_out), also appended to ``outputs`` (and ``layer_outputs``, ``hidden``,
+        ``encodings``). ``delta`` (default: the encoding's) bounds ``|dW|`` and ``|db|`` when the
+        new inputs' layer outputs are bounded — pass a smaller one only if the change variables are
+        (or will be) held within it."""
+        network, layer_index, program, name = self.network, self.layer_index, self.program, self.name
+        layer = network.layers[layer_index]
+        X = _as_inputs(network, inputs)
+        d_w = self.delta if delta is None else min(float(delta), self.delta)
+        d_b = self.delta_bias if delta is None else min(float(delta), self.delta_bias)
+        train_bias = bool(np.any(self.db >= 0))
+        mask = self.dW >= 0
+        m = mask.shape[0]
+        first = self.n_inputs
+        N = X.shape[0]
+        if N == 0:
+            return np.zeros((0, network.n_outputs), dtype=np.int64)
+        H = network.forward_all(X)[layer_index]                       # (N, in)
+        C = np.asarray(layer.W @ H.T).T + layer.b                      # (N, m) unchanged outputs
+        reach = np.abs(H) @ mask.T.astype(np.float64)                  # (N, m) sum of |h| over free weights
+        with np.errstate(invalid="ignore"):
+            rad = np.where(reach > 0, d_w * reach, 0.0) + (d_b if train_bias else 0.0)
+        zlo, zhi = C - rad, C + rad
+        Z = program.add_vars(N * m, zlo.reshape(-1), zhi.reshape(-1),
+                             name=f"{name}.z").reshape(N, m)
+        # rows z_nj - sum_k h_nk dW_jk - db_j = C_nj
+        jj, kk = np.nonzero(mask)
+        for nidx in range(N):
+            h = H[nidx]
+            keep = h[kk] != 0.0
+            j1, k1 = jj[keep], kk[keep]
+            r = [np.arange(m), j1]
+            c = [Z[nidx], self.dW[j1, k1]]
+            v = [np.ones(m), -h[k1]]
+            if train_bias:
+                r.append(np.arange(m))
+                c.append(self.db)
+                v.append(-np.ones(m))
+            program.add_rows(np.concatenate(r), np.concatenate(c), np.concatenate(v), C[nidx], C[nidx],
+                             name=f"{name}.z[{first + nidx}]")
+        rest = network.layers[layer_index + 1:]
+        encs: list = []
+        if rest:
+            sub = Network(tuple(rest), (m,), name=f"{network.name}[{layer_index + 1}:]")
+            bb = interval_bounds(sub, zlo, zhi)
+            outs = []
+            for nidx in range(N):
+                e = encode_network(program, sub, bb.pick(nidx), input_vars=Z[nidx], relu=self.relu,
+                                   segments=self.segments, name=f"{name}.after[{first + nidx}]", eps=self.eps)
+                encs.append(e)
+                outs.append(e.value_vars[-1])
+            outputs = np.stack(outs)
+        else:
+            encs = [None] * N
+            outputs = Z
+        self.layer_outputs = np.concatenate([self.layer_outputs, Z])
+        self.outputs = np.concatenate([self.outputs, outputs])
+        self.hidden = np.concatenate([self.hidden, H])
+        self.encodings = list(self.encodings) + encs
+        return outputs
 
     def change_vars(self) -> np.ndarray:
         v = np.concatenate([self.dW.reshape(-1), self.db])
@@ -138,18 +221,11 @@ def encode_weight_layer(program: Program, network: Network, layer_index: int, in
     layer = network.layers[layer_index] if 0 <= layer_index < len(network.layers) else None
     if not isinstance(layer, Affine):
         raise EncodingError(f"layer {layer_index} is not an Affine layer of the network")
-    X = np.atleast_2d(np.asarray(inputs, dtype=np.float64))
-    X = X.reshape(X.shape[0], -1)
-    if X.shape[1] != network.n_inputs:
-        raise EncodingError(f"inputs have {X.shape[1]} features, the network has {network.n_inputs} inputs")
-    if not np.all(np.isfinite(X)):
-        raise EncodingError("inputs must be finite")
+    X = _as_inputs(network, inputs)
     delta = float(delta)
     delta_bias = delta if delta_bias is None else float(delta_bias)
-    if delta < 0 or delta_bias < 0:
-        raise EncodingError("delta and delta_bias must be >= 0")
-    N = X.shape[0]
-    H = network.forward_all(X)[layer_index]                       # (N, in)
+    if not (delta >= 0 and delta_bias >= 0):
+        raise EncodingError("delta and delta_bias must be >= 0 (inf allowed)")
     m, n_in = layer.W.shape
     mask = np.ones((m, n_in), dtype=bool) if weight_mask is None else np.asarray(weight_mask, dtype=bool)
     if mask.shape != (m, n_in):
@@ -159,41 +235,12 @@ def encode_weight_layer(program: Program, network: Network, layer_index: int, in
     dW.reshape(-1)[free] = program.add_vars(free.size, -delta, delta, name=f"{name}.dW")
     db = (program.add_vars(m, -delta_bias, delta_bias, name=f"{name}.db") if train_bias
           else np.full(m, -1, dtype=np.int64))
-    C = np.asarray(layer.W @ H.T).T + layer.b                      # (N, m) unchanged outputs
-    rad = delta * (np.abs(H) @ mask.T.astype(np.float64)) + (delta_bias if train_bias else 0.0)
-    zlo, zhi = C - rad, C + rad
-    Z = program.add_vars(N * m, zlo.reshape(-1), zhi.reshape(-1), name=f"{name}.z").reshape(N, m)
-    # rows z_nj - sum_k h_nk dW_jk - db_j = C_nj
-    jj, kk = np.nonzero(mask)
-    for nidx in range(N):
-        h = H[nidx]
-        keep = h[kk] != 0.0
-        j1, k1 = jj[keep], kk[keep]
-        r = [np.arange(m), j1]
-        c = [Z[nidx], dW[j1, k1]]
-        v = [np.ones(m), -h[k1]]
-        if train_bias:
-            r.append(np.arange(m))
-            c.append(db)
-            v.append(-np.ones(m))
-        program.add_rows(np.concatenate(r), np.concatenate(c), np.concatenate(v), C[nidx], C[nidx],
-                         name=f"{name}.z[{nidx}]")
-    rest = network.layers[layer_index + 1:]
-    encs: list = []
-    if rest:
-        sub = Network(tuple(rest), (m,), name=f"{network.name}[{layer_index + 1}:]")
-        bb = interval_bounds(sub, zlo, zhi)
-        outs = []
-        for nidx in range(N):
-            e = encode_network(program, sub, bb.pick(nidx), input_vars=Z[nidx], relu=relu, segments=segments,
-                               name=f"{name}.after[{nidx}]", eps=eps)
-            encs.append(e)
-            outs.append(e.value_vars[-1])
-        outputs = np.stack(outs)
-    else:
-        encs = [None] * N
-        outputs = Z
-    return WeightEncoding(program, network, layer_index, dW, db, Z, outputs, H, encs)
+    we = WeightEncoding(program, network, layer_index, dW, db, np.zeros((0, m), dtype=np.int64),
+                        np.zeros((0, network.n_outputs), dtype=np.int64), np.zeros((0, n_in)), [],
+                        delta=delta, delta_bias=delta_bias if train_bias else 0.0, relu=relu, segments=segments,
+                        name=name, eps=eps)
+    we.add_inputs(X)
+    return we
 
 
 __all__ = ["WeightEncoding", "encode_weight_layer"]

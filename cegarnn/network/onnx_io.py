@@ -309,12 +309,14 @@ def load_onnx(path, return_input_parts: bool = False):
 
 # ===================================================================== export
 def save_onnx(network: Network, path, dtype=np.float32, opset: int = 13,
-              input_name: str = "input", output_name: str = "output"):
+              input_name: str = "input", output_name: str = "output", batch=1):
     """Write ``network`` as an ONNX graph (Gemm, Relu, Sigmoid, Tanh; sparse layers densified).
 
-    The input has shape ``[1, n]`` for a flat network, or ``[1, *input_shape]`` followed by a
-    Flatten node; the output ``[1, n_outputs]``. ``dtype`` is float32 (default) or float64.
-    A path ending in ``.gz`` is gzipped. Returns the ``onnx.ModelProto``.
+    The input has shape ``[batch, n]`` for a flat network, or ``[batch, *input_shape]`` followed by
+    a Flatten node; the output ``[batch, n_outputs]``. ``batch`` is 1 (default), another size, or
+    a name (e.g. ``"N"``) for a dynamic batch. ``dtype`` is float32 (default) or float64.
+    A path ending in ``.gz`` is gzipped; ``path=None`` writes nothing. Returns the
+    ``onnx.ModelProto``.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -327,11 +329,11 @@ def save_onnx(network: Network, path, dtype=np.float32, opset: int = 13,
     nodes, inits = [], []
     cur = input_name
     if len(shape) > 1:
-        in_dims = [1, *shape]
+        in_dims = [batch, *shape]
         nodes.append(helper.make_node("Flatten", [cur], ["flat_input"], name="flatten_input", axis=1))
         cur = "flat_input"
     else:
-        in_dims = [1, network.n_inputs]
+        in_dims = [batch, network.n_inputs]
     for i, layer in enumerate(network.layers):
         out = output_name if i == len(network.layers) - 1 else f"v{i + 1}"
         if isinstance(layer, Affine):
@@ -346,10 +348,12 @@ def save_onnx(network: Network, path, dtype=np.float32, opset: int = 13,
     graph = helper.make_graph(
         nodes, network.name or "cegarnn_network",
         [helper.make_tensor_value_info(input_name, elem, in_dims)],
-        [helper.make_tensor_value_info(output_name, elem, [1, network.n_outputs])], inits)
+        [helper.make_tensor_value_info(output_name, elem, [batch, network.n_outputs])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="cegarnn")
     model.ir_version = 8
     onnx.checker.check_model(model)
+    if path is None:
+        return model
     p = Path(path)
     data = model.SerializeToString()
     if p.suffix == ".gz":

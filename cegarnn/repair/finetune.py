@@ -1,0 +1,430 @@
+"""Fine-tuning with guarantees on a finite set of inputs: the smallest change of one layer.
+
+:func:`finetune` finds ``dW, db`` for one Affine layer such that every given input meets its
+output rows (:mod:`.constraints`) on the changed network, minimising the L∞ or L1 norm of the
+change, then (lexicographically) a second objective among the minimisers:
+
+* ``tie_break='l1'``: the smallest L1 change at the optimal L∞ (or the other way round);
+* ``tie_break='keep'``: the *keep* inputs (e.g. training images with their labels) — the fewest
+  violated (``keep_mode='count'``, one binary each) or the smallest summed violation
+  (``keep_mode='hinge'``, an LP). ``keep_mode='hard'`` makes them constraints of every stage.
+
+How (the encoder's :func:`~cegarnn.encoding.weights.encode_weight_layer`): the changed layer's
+outputs are linear in the change for each fixed input; the layers after it are encoded exactly
+(ReLU, big-M from the change's box) or over-approximated (sigmoid/tanh segments). A last-layer
+change is therefore an LP; an earlier one a MILP. A candidate is checked on the real network; a
+spurious one (sigmoid/tanh abstraction) refines the segments of the neurons whose abstraction
+error let it through, at the candidate's pre-activations, and the program is solved again — the
+verifier's CEGAR step. An infeasible over-approximation proves that no change within the box
+exists.
+
+Every row carries a slack for float32 execution: the program asks ``C y <= d - s`` where ``s`` is
+twice a rigorous bound on the float32 rounding error of ``C y`` at the input
+(:func:`~cegarnn.bounds.rounding.output_padding`); the result is then checked on the float32 ONNX
+export (:func:`~.check.check_constraints`), and only a network that meets every row there is
+``repaired``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+
+from ..bounds.rounding import output_padding
+from ..encoding.errors import BigMError
+from ..encoding.program import INF, Program
+from ..encoding.weights import WeightEncoding, encode_weight_layer
+from ..network.ir import Affine, Network, ReLU, Sigmoid, Tanh
+from ..solvers import Status, make_backend
+from .check import check_constraints
+from .constraints import OutputConstraints, RepairInputError, ensure
+from .result import INFEASIBLE, REPAIRED, UNKNOWN, RepairReason, RepairResult, StageInfo
+
+NORMS = ("linf", "l1")
+TIE_BREAKS = (None, "l1", "linf", "keep")
+KEEP_MODES = ("hard", "hinge", "count")
+
+
+# --------------------------------------------------------------------------- inputs
+def as_network(network) -> Network:
+    """A :class:`Network` from an IR network, a torch module, or an ONNX/torch file path."""
+    if isinstance(network, Network):
+        return network
+    from ..network import load_network
+    try:
+        return load_network(network)
+    except Exception as exc:            # noqa: BLE001 - re-raised with the input named
+        raise RepairInputError(f"cannot read the network {network!r}: {exc}") from exc
+
+
+def affine_layer_index(network: Network, layer: int) -> int:
+    """Index in ``network.layers`` of Affine layer number ``layer`` (0 = the first Affine layer,
+    -1 = the last, as with a list), or :class:`RepairInputError`."""
+    affine = [i for i, l in enumerate(network.layers) if isinstance(l, Affine)]
+    try:
+        k = int(layer)
+    except (TypeError, ValueError):
+        raise RepairInputError(f"layer must be an integer, got {layer!r}") from None
+    if not -len(affine) <= k < len(affine):
+        raise RepairInputError(f"layer {layer} out of range: the network has {len(affine)} Affine layers "
+                               f"(0..{len(affine) - 1}, or -1 for the last)")
+    return affine[k]
+
+
+def as_inputs(network: Network, inputs, what: str = "inputs") -> np.ndarray:
+    """``inputs`` as a finite float64 (N, n_in) array (each input flat or in ``input_shape``)."""
+    X = np.asarray(inputs, dtype=np.float64)
+    if X.size == 0:
+        raise RepairInputError(f"{what}: the set of inputs is empty: nothing to repair")
+    shape = tuple(network.input_shape)
+    if X.shape[1:] == shape or (X.ndim == 2 and X.shape[1] == network.n_inputs):
+        X = X.reshape(X.shape[0], -1)
+    elif X.shape == shape or (X.ndim == 1 and X.size == network.n_inputs):
+        X = X.reshape(1, -1)
+    else:
+        raise RepairInputError(f"{what} have shape {X.shape}; the network takes {shape} "
+                               f"(or {network.n_inputs} flat values) per input")
+    if not np.all(np.isfinite(X)):
+        raise RepairInputError(f"{what} must be finite")
+    return X
+
+
+def _as_constraints(network: Network, spec, n: int) -> OutputConstraints:
+    cons = spec if isinstance(spec, OutputConstraints) else ensure(spec, network.n_outputs)
+    if cons.n_inputs != n:
+        raise RepairInputError(f"{n} inputs but constraints for {cons.n_inputs}")
+    if cons.n_outputs != network.n_outputs:
+        raise RepairInputError(f"the constraints have {cons.n_outputs} outputs, the network {network.n_outputs}")
+    return cons
+
+
+def float32_slack(network: Network, X: np.ndarray, cons: OutputConstraints, factor: float = 2.0) -> np.ndarray:
+    """(N, K) slack per row: ``factor`` times a rigorous bound on ``|C ŷ - C y|`` at each input,
+    where ŷ is the float32 execution (bound on the output rounding per output, summed with ``|C|``),
+    at least 1e-7 times the size of the outputs."""
+    vals = network.forward_all(X)
+    eye = np.eye(network.n_outputs)
+    pad = output_padding(network, eye, vals, vals)                     # (N, n_out)
+    floor = 1e-7 * np.maximum(1.0, np.abs(vals[-1]).max(axis=1, keepdims=True))
+    return factor * np.einsum("nkj,nj->nk", np.abs(cons.C), pad) + floor
+
+
+# --------------------------------------------------------------------------- the search
+class _Search:
+    """The program of one fine-tuning run and its CEGAR solve loop."""
+
+    def __init__(self, net: Network, li: int, X, cons: OutputConstraints, slack, *, bound, mask,
+                 train_bias, segments, backend, deadline, top_k, max_refinements, keep, keep_mode,
+                 keep_margin, verbose):
+        self.net, self.li, self.X, self.cons = net, li, X, cons
+        self.backend, self.deadline, self.top_k = backend, deadline, int(top_k)
+        self.max_refinements, self.verbose = int(max_refinements), verbose
+        self.refinements = 0
+        self.solver_calls = 0
+        self.prog = Program(name="finetune")
+        self.we: WeightEncoding = encode_weight_layer(self.prog, net, li, X, delta=bound, weight_mask=mask,
+                                                      train_bias=train_bias, segments=segments)
+        self.slack = np.array(slack, dtype=np.float64)
+        self.rows = []
+        for n in range(X.shape[0]):
+            live = np.any(cons.C[n] != 0, axis=1)
+            r = self.prog.add_dense_rows(cons.C[n][live], self.we.outputs[n], -INF,
+                                         (cons.d[n] - self.slack[n])[live], name=f"req[{n}]")
+            self.rows.append((r, live))
+        self.keep = keep
+        self.keep_mode = keep_mode
+        self.keep_margin = float(keep_margin)
+        self.keep_cons = None
+        self.keep_first = X.shape[0]
+        if keep is not None:
+            Xk, yk = keep
+            self.keep_cons = ensure(yk, net.n_outputs, self.keep_margin, kind="keep")
+            if keep_mode == "hard":
+                self._add_keep_rows(Xk)
+        has_sshape = any(isinstance(l, (Sigmoid, Tanh)) for l in net.layers[li + 1:])
+        extra = {}
+        if backend == "highs":
+            extra = {"presolve": True}
+        self.solver = make_backend(self.prog, backend, **extra)
+        self.exact = not has_sshape
+
+    # ---------------------------------------------------------------- keep inputs
+    def _add_keep_rows(self, Xk, delta=None):
+        out = self.we.add_inputs(Xk, delta=delta)
+        C = self.keep_cons.C
+        for n in range(out.shape[0]):
+            self.prog.add_dense_rows(C[n], out[n], -INF, self.keep_cons.d[n], name=f"keep[{n}]")
+        return out
+
+    def keep_objective(self, delta) -> np.ndarray:
+        """Add the soft keep inputs (stage 2): hinge variables (LP) or one binary each (count);
+        returns the objective columns (to minimise)."""
+        Xk = self.keep[0]
+        out = self.we.add_inputs(Xk, delta=delta)
+        C, d = self.keep_cons.C, self.keep_cons.d
+        N, K = C.shape[:2]
+        if self.keep_mode == "hinge":
+            s = self.prog.add_vars(N, 0.0, INF, name="keep_violation")
+            for n in range(N):
+                # C y - s <= d
+                self.prog.add_dense_rows(np.hstack([C[n], -np.ones((K, 1))]), np.append(out[n], s[n]),
+                                         -INF, d[n], name=f"keep_hinge[{n}]")
+            return s
+        # count: b_n = 1 lets input n be violated; C y - M b <= d with M from the rows' range
+        lo = self.prog.col_lo
+        hi = self.prog.col_hi
+        b = self.prog.add_binaries(N, name="keep_lost")
+        for n in range(N):
+            ylo, yhi = lo[out[n]], hi[out[n]]
+            top = np.maximum(C[n], 0) @ yhi + np.minimum(C[n], 0) @ ylo - d[n]
+            if not np.all(np.isfinite(top)):
+                raise RepairInputError("keep_mode='count' needs a bounded change (give bound=...)")
+            M = np.maximum(top, 0.0) + 1e-6
+            self.prog.add_dense_rows(np.hstack([C[n], -M[:, None]]), np.append(out[n], b[n]), -INF, d[n],
+                                     name=f"keep_count[{n}]")
+        return b
+
+    # ---------------------------------------------------------------- solving
+    def remaining(self) -> Optional[float]:
+        return None if self.deadline is None else self.deadline - time.perf_counter()
+
+    def solve(self, name: str) -> tuple:
+        """Solve until a candidate meets every row on the real float64 network (with half its
+        slack), refining sigmoid/tanh segments at spurious candidates. Returns
+        ``(status, solution, stage_info)`` with status 'ok', 'infeasible', 'time', 'refinement',
+        'failed'."""
+        t0 = time.perf_counter()
+        info = StageInfo(name, "")
+        while True:
+            rem = self.remaining()
+            if rem is not None and rem <= 0:
+                info.status, info.time = "time limit", time.perf_counter() - t0
+                return "time", None, info
+            sol = self.solver.solve(time_limit=rem)
+            self.solver_calls += 1
+            info.solver_calls += 1
+            info.status = sol.status.value
+            if sol.status is Status.INFEASIBLE:
+                info.time = time.perf_counter() - t0
+                return "infeasible", sol, info
+            if sol.x is None:
+                info.time = time.perf_counter() - t0
+                return ("time" if sol.status is Status.TIME_LIMIT else "failed"), sol, info
+            info.objective, info.bound = sol.objective, sol.bound
+            bad = self.spurious(sol.x)
+            if not bad:
+                info.time = time.perf_counter() - t0
+                return "ok", sol, info
+            if self.refinements >= self.max_refinements or not self.refine(sol.x, bad):
+                info.time = time.perf_counter() - t0
+                return "refinement", sol, info
+
+    def spurious(self, x) -> list:
+        """Inputs whose rows the candidate does not meet on the real (float64) network with at
+        least half their slack."""
+        net = self.we.apply(x)
+        Y = net.forward(self.X)
+        slack = self.cons.slack(Y)
+        return [int(n) for n in np.flatnonzero(np.any(slack < 0.5 * self.slack, axis=1))]
+
+    def refine(self, x, bad) -> bool:
+        """Split the sigmoid/tanh segments with the largest abstraction error of each spurious
+        input at the candidate's pre-activations; where there is none (ReLU-only: solver
+        tolerances), double that input's slack. Returns whether anything changed."""
+        changed = False
+        self.refinements += 1
+        for n in bad:
+            enc = self.we.encodings[n]
+            items = []
+            if enc is not None and enc.sshape:
+                values = [x[v] for v in enc.value_vars]
+                gaps = []
+                for layer, err in enc.activation_errors(values).items():
+                    for j in np.flatnonzero(np.abs(err) > 1e-9):
+                        gaps.append((float(abs(err[j])), layer, int(j), float(values[layer][j])))
+                gaps.sort(reverse=True)
+                items = [(layer, j, t) for _, layer, j, t in gaps[:self.top_k]]
+            if items and enc.refine_many(items) > 0:
+                changed = True
+                continue
+            # no abstraction error to remove: tighten this input's rows (solver tolerance)
+            self.slack[n] *= 4.0
+            r, live = self.rows[n]
+            self.prog.set_row_bounds(r, -INF, (self.cons.d[n] - self.slack[n])[live])
+            changed = True
+        return changed
+
+
+def _norm_objective(we: WeightEncoding, norm: str) -> np.ndarray:
+    return we.add_change_objective(norm)
+
+
+def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_break: Optional[str] = None,
+             keep=None, keep_mode: str = "hard", keep_margin: float = 0.0, mask=None, train_bias: bool = True,
+             bound: Optional[float] = None, segments=None, backend: str = "highs",
+             time_limit: Optional[float] = None, max_refinements: int = 50, top_k: int = 4,
+             slack_factor: float = 2.0, verbose: bool = False) -> RepairResult:
+    """The smallest change of one layer that makes every input meet its rows (see the module).
+
+    Parameters
+    ----------
+    network : Network, torch module, or path (ONNX/torch)
+    inputs : array (N, ...)
+        The inputs (flat or in the network's input shape).
+    spec : OutputConstraints or int labels (N,)
+        What each input must meet (:mod:`.constraints`); plain labels mean :func:`ensure` with
+        margin 1e-3.
+    layer : int
+        Which Affine layer changes: 0 the first, -1 (default) the last.
+    norm : 'linf' or 'l1'
+        The first-stage objective.
+    tie_break : None, 'l1', 'linf' or 'keep'
+        The second-stage objective among first-stage optima (kept within 1e-7 relative).
+    keep : (inputs, labels), optional
+        Inputs whose labels must not change: constraints (``keep_mode='hard'``) or the second
+        objective (``'hinge'``: least summed violation, LP; ``'count'``: fewest violated, MILP).
+    mask : bool (out, in), optional
+        Which weights may change; ``train_bias=False`` freezes the bias.
+    bound : float, optional
+        ``|dW|, |db| <= bound``. Default: unbounded for the last layer; ``max |W|`` of the layer
+        for an earlier one (the big-M of the layers after it need a finite box). ``infeasible``
+        means: no change within this box.
+    segments : int or dict, optional
+        Initial sigmoid/tanh segments after the changed layer (refined lazily).
+    time_limit : float, optional
+        Seconds for the whole run (``unknown`` with reason ``time limit`` when spent).
+
+    Returns
+    -------
+    RepairResult
+        ``repaired`` only when every row holds on the float32 ONNX export; ``infeasible`` with
+        the kind of proof in ``reason``; else ``unknown``.
+    """
+    t_start = time.perf_counter()
+    net = as_network(network)
+    if norm not in NORMS:
+        raise RepairInputError(f"norm must be one of {NORMS}, got {norm!r}")
+    if tie_break not in TIE_BREAKS:
+        raise RepairInputError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    if keep_mode not in KEEP_MODES:
+        raise RepairInputError(f"keep_mode must be one of {KEEP_MODES}, got {keep_mode!r}")
+    li = affine_layer_index(net, layer)
+    X = as_inputs(net, inputs)
+    cons = _as_constraints(net, spec, X.shape[0])
+    W = net.layers[li].dense_W()
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != W.shape:
+            raise RepairInputError(f"mask has shape {mask.shape}, layer {layer}'s weight {W.shape}")
+    if keep is not None:
+        if not (isinstance(keep, (tuple, list)) and len(keep) == 2):
+            raise RepairInputError("keep must be a pair (inputs, labels)")
+        Xk = as_inputs(net, keep[0], "keep inputs")
+        yk = np.asarray(keep[1])
+        if yk.shape != (Xk.shape[0],):
+            raise RepairInputError(f"{Xk.shape[0]} keep inputs but {yk.shape} keep labels")
+        keep = (Xk, yk)
+        ensure(yk, net.n_outputs)           # validates the labels
+    if tie_break == "keep" and (keep is None or keep_mode == "hard"):
+        raise RepairInputError("tie_break='keep' needs keep=(inputs, labels) with keep_mode 'hinge' or 'count'")
+    if keep is not None and keep_mode != "hard" and tie_break != "keep":
+        raise RepairInputError(f"keep_mode={keep_mode!r} is a second-stage objective: pass tie_break='keep'")
+    if tie_break == norm:
+        tie_break = None
+    last = li == len(net.layers) - 1 or all(isinstance(l, Affine) for l in net.layers[li + 1:])
+    if bound is None:
+        bound = np.inf if last else float(np.abs(W).max())
+    bound = float(bound)
+    if not bound > 0:
+        raise RepairInputError(f"bound must be > 0, got {bound!r}")
+    deadline = None if time_limit is None else t_start + float(time_limit)
+
+    base = dict(status=UNKNOWN, original=net, layer=li)
+    # already met? (no change needed)
+    chk0 = check_constraints(net, X, cons)
+    if chk0.all_met and (keep is None or keep_mode != "hard" or bool(np.all(
+            check_constraints(net, keep[0], ensure(keep[1], net.n_outputs, keep_margin)).met))):
+        m, n_in = W.shape
+        return RepairResult(REPAIRED, RepairReason.ALREADY_MET, net, network=net, layer=li,
+                            dW=np.zeros((m, n_in)), db=np.zeros(m), norms={"linf": 0.0, "l1": 0.0}, optimal=True,
+                            lower_bound=0.0, check=chk0, time=time.perf_counter() - t_start)
+
+    slack = float32_slack(net, X, cons, slack_factor)
+    try:
+        search = _Search(net, li, X, cons, slack, bound=bound, mask=mask, train_bias=train_bias,
+                         segments=segments, backend=backend, deadline=deadline, top_k=top_k,
+                         max_refinements=max_refinements, keep=keep, keep_mode=keep_mode,
+                         keep_margin=keep_margin, verbose=verbose)
+    except BigMError as exc:
+        return RepairResult(reason=RepairReason.ENCODING, message=str(exc), time=time.perf_counter() - t_start,
+                            **base)
+    we, prog = search.we, search.prog
+    stages = []
+
+    # stage 1: the smallest change
+    t1 = _norm_objective(we, norm)
+    status, sol, info = search.solve(f"min {norm}")
+    stages.append(info)
+
+    def done(st, reason, message="", **kw):
+        return RepairResult(status=st, reason=reason, original=net, layer=li, stages=stages,
+                            time=time.perf_counter() - t_start, refinements=search.refinements,
+                            message=message, **kw)
+
+    if status == "infeasible":
+        if not search.exact:
+            reason = RepairReason.ABSTRACTION_INFEASIBLE
+        elif prog.n_integer == 0:
+            reason = RepairReason.LP_FARKAS
+        else:
+            reason = RepairReason.MILP_INFEASIBLE
+        return done(INFEASIBLE, reason, f"no change with |dW|, |db| <= {bound:g} meets every row "
+                                        f"(with the float32 slack of at most {float(np.max(slack)):.3g})")
+    if status != "ok":
+        return done(UNKNOWN, _why(status), sol.message if sol is not None else "")
+    first = float(sol.objective)
+    lower = sol.bound if sol.status is Status.OPTIMAL else None
+    optimal = sol.status is Status.OPTIMAL
+
+    # stage 2: the tie-break among first-stage optima
+    if tie_break is not None:
+        cap = first * (1 + 1e-7) + 1e-9
+        prog.add_rows(np.zeros(len(t1), dtype=np.int64), t1, np.ones(len(t1)), -INF, cap, name="stage1_cap")
+        if tie_break == "keep":
+            delta = cap if norm in ("linf", "l1") else None
+            cols = search.keep_objective(delta)
+            prog.set_objective(cols, np.ones(len(cols)), "min")
+        else:
+            _norm_objective(we, tie_break)
+        status2, sol2, info2 = search.solve(f"tie-break {tie_break}")
+        stages.append(info2)
+        if status2 == "ok":
+            sol = sol2
+        # otherwise the first-stage solution stands (it is a valid change); the stage says why
+
+    dW, db = we.decode(sol.x)
+    repaired = we.apply(sol.x)
+    chk = check_constraints(repaired, X, cons)
+    norms = {"linf": float(max(np.abs(dW).max(initial=0.0), np.abs(db).max(initial=0.0))),
+             "l1": float(np.abs(dW).sum() + np.abs(db).sum())}
+    extra = {"first_stage_objective": first, "solver_calls": search.solver_calls,
+             "n_binaries": int(prog.n_integer), "slack_max": float(np.max(search.slack))}
+    if keep is not None:
+        kc = check_constraints(repaired, keep[0], ensure(keep[1], net.n_outputs, keep_margin))
+        extra["keep_met"] = kc.n_met
+        extra["keep_total"] = int(kc.met.size)
+    kw = dict(dW=dW, db=db, norms=norms, optimal=optimal, lower_bound=lower, check=chk, extra=extra)
+    if not chk.all_met:
+        return done(UNKNOWN, RepairReason.FLOAT32_CHECK_FAILED,
+                    f"{chk.met.size - chk.n_met} inputs fail on the float32 export", **kw)
+    return done(REPAIRED, RepairReason.CHECKED, network=repaired, **kw)
+
+
+def _why(status: str) -> RepairReason:
+    return {"time": RepairReason.TIME_LIMIT, "refinement": RepairReason.REFINEMENT_LIMIT}.get(
+        status, RepairReason.SOLVER_FAILED)
+
+
+__all__ = ["finetune", "as_network", "as_inputs", "affine_layer_index", "float32_slack", "NORMS", "TIE_BREAKS",
+           "KEEP_MODES"]
