@@ -5,6 +5,7 @@ report of a distribution-shift sweep.
     cegarnn bench INSTANCES.csv [--out results.csv] [--workers N] [--timeout-scale F] [--resume] [--limit N]
     cegarnn compare results.csv OTHER_TOOL.csv ...
     cegarnn report SWEEP_ROOT [SWEEP_ROOT ...] --out DIR [--title T]
+    cegarnn repair MODEL --inputs X.npz [--algorithm A] [--option K=V ...] [--out DIR]   (see cli/repair.py)
 
 Exit codes (``cli.exits``) of ``vnnlib``: 0 sat/unsat, 1 timeout/unknown, 2 error. ``compare``
 exits 1 when two tools disagree on a definitive answer. ``report`` (tables and plots from every
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output directory (results.csv, tables.md, *.png)")
     r.add_argument("--title", default="Distribution-shift experiment", help="title of tables.md and the plots")
     r.set_defaults(func=cmd_report)
+
+    from .repair import add_parser as add_repair_parser
+    add_repair_parser(sub)
     return p
 
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from ..abstraction.sigmoid import EPS
 from ..bounds.interval import interval_bounds
-from ..network.ir import Affine, Network
+from ..network.ir import Affine, Network, ReLU
 from .errors import EncodingError
 from .network import encode_network
 from .program import INF, Program
@@ -107,10 +107,24 @@ class WeightEncoding:
         encs: list = []
         if rest:
             sub = Network(tuple(rest), (m,), name=f"{network.name}[{layer_index + 1}:]")
-            bb = interval_bounds(sub, zlo, zhi)
+            with np.errstate(invalid="ignore"):
+                bb = interval_bounds(sub, zlo, zhi)
+            # an unbounded change (delta = inf) gives inf - inf = NaN further on: unbounded there
+            bb.lower = [np.where(np.isnan(v), -np.inf, v) for v in bb.lower]
+            bb.upper = [np.where(np.isnan(v), np.inf, v) for v in bb.upper]
+            relu = self.relu
+            if relu == "pattern":
+                # keep every ReLU after the layer in its phase at each input: clip its pre-activation
+                # bounds to that side, so it is stable (linear) in the encoding
+                vals = sub.forward_all(C)
+                for i in sub.activation_indices(ReLU):
+                    active = vals[i] > 0
+                    bb.lower[i] = np.where(active, np.maximum(bb.lower[i], 0.0), bb.lower[i])
+                    bb.upper[i] = np.where(active, bb.upper[i], np.minimum(bb.upper[i], 0.0))
+                relu = "exact"
             outs = []
             for nidx in range(N):
-                e = encode_network(program, sub, bb.pick(nidx), input_vars=Z[nidx], relu=self.relu,
+                e = encode_network(program, sub, bb.pick(nidx), input_vars=Z[nidx], relu=relu,
                                    segments=self.segments, name=f"{name}.after[{first + nidx}]", eps=self.eps)
                 encs.append(e)
                 outs.append(e.value_vars[-1])
@@ -197,7 +211,9 @@ def encode_weight_layer(program: Program, network: Network, layer_index: int, in
     weight_mask : bool array (out, in), optional
         Which weights may change (default all); ``train_bias=False`` freezes the bias.
     relu, segments, eps
-        How the layers after the chosen one are encoded, as in :func:`encode_network`.
+        How the layers after the chosen one are encoded, as in :func:`encode_network`; in
+        addition ``relu='pattern'`` keeps every ReLU after the layer in its phase at each input
+        (an LP whose solutions are exact; it misses changes that flip a phase).
     name : str
         Prefix of the variable and row names.
 

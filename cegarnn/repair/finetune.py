@@ -110,12 +110,18 @@ def float32_slack(network: Network, X: np.ndarray, cons: OutputConstraints, fact
     return factor * np.einsum("nkj,nj->nk", np.abs(cons.C), pad) + floor
 
 
+def _le_rows(prog: Program, C, cols, d, name: str) -> np.ndarray:
+    """Rows ``C @ x[cols] <= d``."""
+    d = np.asarray(d, dtype=np.float64).reshape(-1)
+    return prog.add_dense_rows(C, cols, np.full(d.shape[0], -INF), d, name=name)
+
+
 # --------------------------------------------------------------------------- the search
 class _Search:
     """The program of one fine-tuning run and its CEGAR solve loop."""
 
     def __init__(self, net: Network, li: int, X, cons: OutputConstraints, slack, *, bound, mask,
-                 train_bias, segments, backend, deadline, top_k, max_refinements, keep, keep_mode,
+                 train_bias, segments, relu, backend, solver_options, deadline, top_k, max_refinements, keep, keep_mode,
                  keep_margin, verbose):
         self.net, self.li, self.X, self.cons = net, li, X, cons
         self.backend, self.deadline, self.top_k = backend, deadline, int(top_k)
@@ -124,13 +130,13 @@ class _Search:
         self.solver_calls = 0
         self.prog = Program(name="finetune")
         self.we: WeightEncoding = encode_weight_layer(self.prog, net, li, X, delta=bound, weight_mask=mask,
-                                                      train_bias=train_bias, segments=segments)
+                                                      train_bias=train_bias, segments=segments, relu=relu)
         self.slack = np.array(slack, dtype=np.float64)
         self.rows = []
         for n in range(X.shape[0]):
             live = np.any(cons.C[n] != 0, axis=1)
-            r = self.prog.add_dense_rows(cons.C[n][live], self.we.outputs[n], -INF,
-                                         (cons.d[n] - self.slack[n])[live], name=f"req[{n}]")
+            r = _le_rows(self.prog, cons.C[n][live], self.we.outputs[n], (cons.d[n] - self.slack[n])[live],
+                         f"req[{n}]")
             self.rows.append((r, live))
         self.keep = keep
         self.keep_mode = keep_mode
@@ -140,22 +146,43 @@ class _Search:
         if keep is not None:
             Xk, yk = keep
             self.keep_cons = ensure(yk, net.n_outputs, self.keep_margin, kind="keep")
-            if keep_mode == "hard":
-                self._add_keep_rows(Xk)
+        self.keep_added: dict = {}          # keep input -> its output columns (hard mode, added lazily)
+        self.keep_rows = 0
         has_sshape = any(isinstance(l, (Sigmoid, Tanh)) for l in net.layers[li + 1:])
-        extra = {}
-        if backend == "highs":
-            extra = {"presolve": True}
+        extra = dict(solver_options or {})
+        self.solver_options = extra
+        self.fresh = False
         self.solver = make_backend(self.prog, backend, **extra)
-        self.exact = not has_sshape
+        self.exact = not has_sshape and relu == "exact"
+        self.pattern = relu == "pattern"
 
     # ---------------------------------------------------------------- keep inputs
-    def _add_keep_rows(self, Xk, delta=None):
-        out = self.we.add_inputs(Xk, delta=delta)
-        C = self.keep_cons.C
-        for n in range(out.shape[0]):
-            self.prog.add_dense_rows(C[n], out[n], -INF, self.keep_cons.d[n], name=f"keep[{n}]")
-        return out
+    def add_violated_keep_rows(self, candidate: Network, chunk: int = 8192) -> int:
+        """Hard keep inputs, lazily: the rows of keep inputs the candidate violates (on the
+        float64 IR) become constraints, with the float32 slack of their input. Returns how many
+        rows were added (0: the candidate keeps every keep input)."""
+        Xk = self.keep[0]
+        slack = np.concatenate([self.keep_cons.subset(np.arange(i, min(i + chunk, Xk.shape[0]))).slack(
+            candidate.forward(Xk[i:i + chunk])) for i in range(0, Xk.shape[0], chunk)])
+        viol = slack < 0.0
+        rows_of = {int(n): np.flatnonzero(viol[n]) for n in np.flatnonzero(np.any(viol, axis=1))}
+        if not rows_of:
+            return 0
+        new = np.array(sorted(n for n in rows_of if n not in self.keep_added), dtype=np.int64)
+        if new.size:
+            out = self.we.add_inputs(Xk[new])
+            for p, n in enumerate(new):
+                self.keep_added[int(n)] = out[p]
+        sub = np.array(sorted(rows_of), dtype=np.int64)
+        pads = float32_slack(self.net, Xk[sub], self.keep_cons.subset(sub), 2.0)
+        added = 0
+        for p, n in enumerate(sub):
+            k = rows_of[int(n)]
+            _le_rows(self.prog, self.keep_cons.C[n][k], self.keep_added[int(n)], self.keep_cons.d[n][k] - pads[p][k],
+                     f"keep[{n}]")
+            added += k.size
+        self.keep_rows += added
+        return added
 
     def keep_objective(self, delta) -> np.ndarray:
         """Add the soft keep inputs (stage 2): hinge variables (LP) or one binary each (count);
@@ -168,8 +195,8 @@ class _Search:
             s = self.prog.add_vars(N, 0.0, INF, name="keep_violation")
             for n in range(N):
                 # C y - s <= d
-                self.prog.add_dense_rows(np.hstack([C[n], -np.ones((K, 1))]), np.append(out[n], s[n]),
-                                         -INF, d[n], name=f"keep_hinge[{n}]")
+                _le_rows(self.prog, np.hstack([C[n], -np.ones((K, 1))]), np.append(out[n], s[n]), d[n],
+                         f"keep_hinge[{n}]")
             return s
         # count: b_n = 1 lets input n be violated; C y - M b <= d with M from the rows' range
         lo = self.prog.col_lo
@@ -181,8 +208,8 @@ class _Search:
             if not np.all(np.isfinite(top)):
                 raise RepairInputError("keep_mode='count' needs a bounded change (give bound=...)")
             M = np.maximum(top, 0.0) + 1e-6
-            self.prog.add_dense_rows(np.hstack([C[n], -M[:, None]]), np.append(out[n], b[n]), -INF, d[n],
-                                     name=f"keep_count[{n}]")
+            _le_rows(self.prog, np.hstack([C[n], -M[:, None]]), np.append(out[n], b[n]), d[n],
+                     f"keep_count[{n}]")
         return b
 
     # ---------------------------------------------------------------- solving
@@ -204,6 +231,16 @@ class _Search:
             sol = self.solver.solve(time_limit=rem)
             self.solver_calls += 1
             info.solver_calls += 1
+            if sol.status is Status.NUMERICAL_ERROR and not self.fresh:
+                # seen: HiGHS' dual ray of a truly infeasible LP (rows added to a live model) did
+                # not certify it; a fresh model without presolve gives one that does
+                opts = dict(self.solver_options)
+                if self.backend == "highs":
+                    opts["presolve"] = False         # a ray found by presolve may be no ray of the LP
+                self.solver = make_backend(self.prog, self.backend, **opts)
+                self.fresh = True
+                continue
+            self.fresh = False
             info.status = sol.status.value
             if sol.status is Status.INFEASIBLE:
                 info.time = time.perf_counter() - t0
@@ -214,6 +251,10 @@ class _Search:
             info.objective, info.bound = sol.objective, sol.bound
             bad = self.spurious(sol.x)
             if not bad:
+                if self.keep is not None and self.keep_mode == "hard" and \
+                        self.add_violated_keep_rows(self.we.apply(sol.x)) > 0:
+                    info.keep_rounds += 1
+                    continue
                 info.time = time.perf_counter() - t0
                 return "ok", sol, info
             if self.refinements >= self.max_refinements or not self.refine(sol.x, bad):
@@ -262,8 +303,9 @@ def _norm_objective(we: WeightEncoding, norm: str) -> np.ndarray:
 
 def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_break: Optional[str] = None,
              keep=None, keep_mode: str = "hard", keep_margin: float = 0.0, mask=None, train_bias: bool = True,
-             bound: Optional[float] = None, segments=None, backend: str = "highs",
-             time_limit: Optional[float] = None, max_refinements: int = 50, top_k: int = 4,
+             bound: Optional[float] = None, relu: str = "exact", segments=None, backend: str = "highs",
+             solver_options: Optional[dict] = None, time_limit: Optional[float] = None,
+             max_refinements: int = 50, top_k: int = 4,
              slack_factor: float = 2.0, verbose: bool = False) -> RepairResult:
     """The smallest change of one layer that makes every input meet its rows (see the module).
 
@@ -290,8 +332,15 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
         ``|dW|, |db| <= bound``. Default: unbounded for the last layer; ``max |W|`` of the layer
         for an earlier one (the big-M of the layers after it need a finite box). ``infeasible``
         means: no change within this box.
+    relu : 'exact' or 'pattern'
+        How ReLUs after the changed layer are encoded: exactly (big-M, a MILP: the minimum over
+        the whole box, and ``infeasible`` is a proof), or kept in their phase at each input (an
+        LP: fast, every solution exact, but the minimum only over changes that flip no phase,
+        and infeasibility proves nothing, so it is ``unknown``).
     segments : int or dict, optional
         Initial sigmoid/tanh segments after the changed layer (refined lazily).
+    solver_options : dict, optional
+        Passed to the backend (e.g. ``{"solver": "ipm"}`` for HiGHS' interior point method).
     time_limit : float, optional
         Seconds for the whole run (``unknown`` with reason ``time limit`` when spent).
 
@@ -307,6 +356,8 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
         raise RepairInputError(f"norm must be one of {NORMS}, got {norm!r}")
     if tie_break not in TIE_BREAKS:
         raise RepairInputError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    if relu not in ("exact", "pattern"):
+        raise RepairInputError(f"relu must be 'exact' or 'pattern', got {relu!r}")
     if keep_mode not in KEEP_MODES:
         raise RepairInputError(f"keep_mode must be one of {KEEP_MODES}, got {keep_mode!r}")
     li = affine_layer_index(net, layer)
@@ -334,7 +385,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
         tie_break = None
     last = li == len(net.layers) - 1 or all(isinstance(l, Affine) for l in net.layers[li + 1:])
     if bound is None:
-        bound = np.inf if last else float(np.abs(W).max())
+        bound = np.inf if last or relu == "pattern" else float(np.abs(W).max())
     bound = float(bound)
     if not bound > 0:
         raise RepairInputError(f"bound must be > 0, got {bound!r}")
@@ -353,7 +404,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
     slack = float32_slack(net, X, cons, slack_factor)
     try:
         search = _Search(net, li, X, cons, slack, bound=bound, mask=mask, train_bias=train_bias,
-                         segments=segments, backend=backend, deadline=deadline, top_k=top_k,
+                         segments=segments, relu=relu, backend=backend, solver_options=solver_options, deadline=deadline, top_k=top_k,
                          max_refinements=max_refinements, keep=keep, keep_mode=keep_mode,
                          keep_margin=keep_margin, verbose=verbose)
     except BigMError as exc:
@@ -372,6 +423,9 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
                             time=time.perf_counter() - t_start, refinements=search.refinements,
                             message=message, **kw)
 
+    if status == "infeasible" and search.pattern:
+        return done(UNKNOWN, RepairReason.PATTERN_INFEASIBLE,
+                    "no change keeping every ReLU phase meets the rows; try relu='exact'")
     if status == "infeasible":
         if not search.exact:
             reason = RepairReason.ABSTRACTION_INFEASIBLE
@@ -412,6 +466,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
              "n_binaries": int(prog.n_integer), "slack_max": float(np.max(search.slack))}
     if keep is not None:
         kc = check_constraints(repaired, keep[0], ensure(keep[1], net.n_outputs, keep_margin))
+        extra["keep_rows_added"] = search.keep_rows
         extra["keep_met"] = kc.n_met
         extra["keep_total"] = int(kc.met.size)
     kw = dict(dW=dW, db=db, norms=norms, optimal=optimal, lower_bound=lower, check=chk, extra=extra)

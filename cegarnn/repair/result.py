@@ -31,12 +31,15 @@ class RepairReason(StrEnum):
     LP_FARKAS = "LP infeasible, certified by a Farkas ray"
     MILP_INFEASIBLE = "MILP infeasible (the solver's branch and bound; not a rigorous certificate)"
     ABSTRACTION_INFEASIBLE = "the over-approximating MILP is infeasible (the solver's branch and bound)"
+    PATTERN_INFEASIBLE = "no change that keeps every ReLU phase exists (not a proof for other changes)"
     TIME_LIMIT = "time limit"
     REFINEMENT_LIMIT = "refinement limit: the candidate is still spurious"
     FLOAT32_CHECK_FAILED = "a constraint met in float64 fails on the float32 export"
     SOLVER_FAILED = "the solver gave no usable answer"
     ENCODING = "the change cannot be encoded (big-M limit)"
     PARTIAL = "some failing inputs could not be fixed"
+    NONE_FIXED = ("no failing input can be fixed with the localised weights within the bound "
+                  "(the MILP's branch and bound; not a rigorous certificate)")
 
 
 @dataclass
@@ -49,6 +52,7 @@ class StageInfo:
     bound: Optional[float] = None
     time: float = 0.0
     solver_calls: int = 0
+    keep_rounds: int = 0          # rounds that added violated keep rows (hard keep inputs)
 
 
 @dataclass

@@ -176,6 +176,38 @@ def _implied_bounds(view: LPView, rlo, rhi, lo, hi, c=None, cut=None, passes: in
     return lo, hi
 
 
+#: at most this many nonzeros are summed in exact rational arithmetic by :func:`_exact_signs`
+MAX_EXACT_TERMS = 2_000_000
+
+
+def _exact_signs(view: LPView, c, y, rl, rh, lo, hi) -> None:
+    """Where a column has an infinite bound and its reduced-cost enclosure ``[rl, rh]`` straddles
+    0 (typically ``r = 0`` up to rounding, e.g. a column a Farkas ray does not use), compute
+    ``r_j = c_j - sum_i A_ij y_i`` exactly in rational arithmetic and shrink the enclosure to its
+    sign (0 exactly, or the half-line it lies in). In place; skipped beyond
+    :data:`MAX_EXACT_TERMS` (the enclosure stays, i.e. no proof through those columns)."""
+    from fractions import Fraction
+
+    amb = np.flatnonzero((~np.isfinite(lo) | ~np.isfinite(hi)) & (rl < 0) & (rh > 0))
+    if amb.size == 0:
+        return
+    AT = view.AT
+    starts, ends = AT.indptr[amb], AT.indptr[amb + 1]
+    if int(np.sum(ends - starts)) > MAX_EXACT_TERMS:
+        return
+    for j, a, b in zip(amb, starts, ends):
+        exact = Fraction(float(c[j]))
+        for i, v in zip(AT.indices[a:b], AT.data[a:b]):
+            if y[i] != 0.0:
+                exact -= Fraction(float(v)) * Fraction(float(y[i]))
+        if exact == 0:
+            rl[j] = rh[j] = 0.0
+        elif exact > 0:
+            rl[j] = 0.0
+        else:
+            rh[j] = 0.0
+
+
 def _ns_lower(view: LPView, c, rlo, rhi, lo, hi, y, offset: float, cut: Optional[float]) -> float:
     """Neumaier–Shcherbina lower bound on ``min c x + offset`` s.t. ``rlo <= A x <= rhi``,
     ``lo <= x <= hi`` from any row multipliers ``y`` (see :func:`safe_lp_bound`)."""
@@ -188,7 +220,12 @@ def _ns_lower(view: LPView, c, rlo, rhi, lo, hi, y, offset: float, cut: Optional
     # r = c - A^T y, with |r_true - r| <= e  (dot products of col_nnz + 1 terms)
     r = c - view.AT @ y
     e = _gamma(view.col_nnz + 4) * (np.abs(c) + view.absAT @ np.abs(y))
-    rl, rh = _down(r - e), _up(r + e)
+    # e == 0 only when c_j = 0 and every A_ij y_i = 0: then r_j = 0 exactly (no rounding to widen,
+    # and widening it would multiply an infinite column bound by a nonzero)
+    exact = e == 0.0
+    rl = np.where(exact, r, _down(r - e))
+    rh = np.where(exact, r, _up(r + e))
+    _exact_signs(view, c, y, rl, rh, lo, hi)
     with np.errstate(invalid="ignore", over="ignore"):
         corners = np.stack([rl * lo, rl * hi, rh * lo, rh * hi])
         corners = np.where(np.isnan(corners), 0.0, corners)        # 0 * inf: the term is 0

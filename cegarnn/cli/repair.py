@@ -1,0 +1,242 @@
+"""``cegarnn repair``: repair a network on a set of inputs with any algorithm of
+:data:`cegarnn.repair.REPAIRS` (wiring only: files → arrays → ``REPAIRS[name].run(...)`` → files).
+
+    cegarnn repair MODEL --inputs X.npy|X.npz [--labels Y.npy] [--keep K.npz] [--algorithm finetune]
+                         [--option KEY=VALUE ...] [--out DIR] [--time-limit S]
+    cegarnn repair --list
+
+:func:`run_repair` is the one function behind this command and the Hydra entry ``cegarnn-repair``
+(:mod:`.repair_hydra`). It writes ``DIR/result.json`` (the result's ``to_dict()``) and, when
+repaired, ``DIR/repaired.onnx`` (float32). Exit codes: 0 repaired, 1 infeasible or unknown,
+2 bad input (one ``error: ...`` line on stderr, no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+from .exits import EXIT_ERROR, one_line, print_error
+
+EXIT_REPAIRED, EXIT_NOT_REPAIRED = 0, 1
+RESULT_FILE, NETWORK_FILE = "result.json", "repaired.onnx"
+INPUT_KEYS, LABEL_KEYS = ("x", "inputs"), ("y", "labels")
+
+
+# --------------------------------------------------------------------------- files → arrays
+def _existing(path, what: str) -> Path:
+    from ..repair import RepairInputError
+    p = Path(path)
+    if not p.is_file():
+        raise RepairInputError(f"{what} file not found: {path}")
+    return p
+
+
+def _load_array(path, what: str):
+    import numpy as np
+
+    from ..repair import RepairInputError
+    p = _existing(path, what)
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise RepairInputError(f"{what} file {path} cannot be read by numpy: {one_line(e)}") from None
+
+
+def _pick(npz, keys, path, what: str, required: bool = True):
+    from ..repair import RepairInputError
+    for k in keys:
+        if k in npz.files:
+            return npz[k]
+    if required:
+        raise RepairInputError(f"{path} has no array {' or '.join(map(repr, keys))} ({what}); "
+                               f"it holds {', '.join(npz.files) or 'nothing'}")
+    return None
+
+
+def _load_npz_pair(path, what: str, labels_required: bool = True):
+    """``(x, y)`` from an npz file: arrays ``x`` (or ``inputs``) and ``y`` (or ``labels``)."""
+    import numpy as np
+
+    from ..repair import RepairInputError
+    data = _load_array(path, what)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise RepairInputError(f"{what} file {path} must be an .npz archive with arrays x and y")
+    with data:
+        return (_pick(data, INPUT_KEYS, path, "the inputs"),
+                _pick(data, LABEL_KEYS, path, "the labels", required=labels_required))
+
+
+def load_repair_data(inputs, labels=None, keep=None):
+    """``(X, y, keep)`` from the files of ``cegarnn repair``.
+
+    ``inputs``: ``.npz`` with ``x`` (or ``inputs``) and ``y`` (or ``labels``), or ``.npy`` (then
+    ``labels`` is needed); ``labels``: ``.npy`` of one integer label per input (overrides the
+    npz's); ``keep``: ``.npz`` with ``x`` and ``y`` — inputs whose labels must be kept, passed to
+    the algorithm as ``(x, y)``. Raises :class:`~cegarnn.repair.RepairInputError`."""
+    import numpy as np
+
+    from ..repair import RepairInputError
+    if str(inputs).endswith(".npz"):
+        X, y = _load_npz_pair(inputs, "inputs", labels_required=labels is None)
+    else:
+        X = _load_array(inputs, "inputs")
+        if not isinstance(X, np.ndarray):
+            raise RepairInputError(f"inputs file {inputs} must be a single .npy array or an .npz with x and y")
+        if labels is None:
+            raise RepairInputError(f"inputs {inputs} is a .npy array: give the labels with --labels Y.npy "
+                                   "(or put x and y into one .npz)")
+        y = None
+    if labels is not None:
+        y = _load_array(labels, "labels")
+        if not isinstance(y, np.ndarray):
+            raise RepairInputError(f"labels file {labels} must be a single .npy array")
+    X, y = _check_pair(X, y, "inputs", "labels")
+    keep_pair = None
+    if keep is not None:
+        keep_pair = _check_pair(*_load_npz_pair(keep, "keep"), "keep inputs", "keep labels")
+    return X, y, keep_pair
+
+
+def _check_pair(X, y, xs: str, ys: str):
+    import numpy as np
+
+    from ..repair import RepairInputError
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim == 0 or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise RepairInputError(f"{xs} must be a numeric array (N, ...), got dtype {X.dtype} shape {X.shape}")
+    if y.ndim != 1:
+        raise RepairInputError(f"{ys} must be one label per input (a 1-D array), got shape {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise RepairInputError(f"{X.shape[0]} {xs} but {y.shape[0]} {ys}")
+    return X, y
+
+
+def parse_options(items) -> dict:
+    """``KEY=VALUE`` strings → dict; values are JSON (``-1``, ``0.5``, ``"l1"``, ``true``, ``null``),
+    anything else a plain string (``norm=l1``)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"option {item!r} must be KEY=VALUE")
+        k, v = (s.strip() for s in item.split("=", 1))
+        if not k:
+            raise ValueError(f"option {item!r} has no key")
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = {"True": True, "False": False, "None": None}.get(v, v)
+    return out
+
+
+# --------------------------------------------------------------------------- the one call
+def _failed(e: BaseException) -> int:
+    traceback.print_exc()
+    print_error(f"repair failed: {type(e).__name__}: {one_line(e)}")
+    return EXIT_ERROR
+
+
+def run_repair(model, inputs, labels=None, keep=None, algorithm: str = "finetune", options: Optional[dict] = None,
+               out=".", time_limit: Optional[float] = None, echo: Callable[[str], None] = print):
+    """Load, repair with ``REPAIRS[algorithm]``, write ``out/result.json`` (and ``out/repaired.onnx``
+    when repaired). Returns ``(exit code, result or None)``: 0 repaired, 1 infeasible/unknown,
+    2 bad input (one ``error:`` line on stderr) or a failure of the algorithm (its traceback, then
+    the ``error:`` line)."""
+    from ..network import load_network
+    from ..repair import REPAIRED, RepairInputError, get_repair
+
+    opts = dict(options or {})
+    try:
+        if time_limit is not None:
+            t = float(time_limit)
+            if not t > 0:
+                raise RepairInputError(f"time limit must be > 0 seconds, got {time_limit!r}")
+            opts["time_limit"] = t
+        algo = get_repair(str(algorithm))
+        network = load_network(_existing(model, "model"))
+        X, y, keep_pair = load_repair_data(inputs, labels, keep)
+        result = algo.run(network, X, y, keep_pair, **opts)
+    except (ValueError, OSError) as e:          # RepairInputError, NetworkError: bad input
+        print_error(e)
+        return EXIT_ERROR, None
+    except TypeError as e:
+        if "keyword argument" in str(e):          # an option the algorithm does not take
+            print_error(f"algorithm {algorithm!r} does not take this option: {one_line(e)}")
+            return EXIT_ERROR, None
+        return _failed(e), None
+    except Exception as e:  # noqa: BLE001 - a failure, not bad input: its traceback, then the error line
+        return _failed(e), None
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res_path, net_path = out_dir / RESULT_FILE, out_dir / NETWORK_FILE
+    res_path.write_text(json.dumps(result.to_dict(), indent=1))
+    summary = result.summary()
+    echo(summary if summary.startswith(f"{algorithm}:") else f"{algorithm}: {summary}")
+    echo(f"result: {res_path}")
+    repaired = result.status == REPAIRED
+    if repaired:
+        result.save_onnx(net_path)
+        echo(f"repaired network: {net_path}")
+    elif net_path.exists():                      # not this run's network
+        net_path.unlink()
+        echo(f"removed {net_path} of an earlier run")
+    return (EXIT_REPAIRED if repaired else EXIT_NOT_REPAIRED), result
+
+
+# --------------------------------------------------------------------------- the subcommand
+def algorithms_text() -> str:
+    from ..repair import REPAIRS
+    width = max((len(n) for n in REPAIRS), default=0)
+    return "\n".join(f"  {n:<{width}}  {REPAIRS[n].summary}" for n in sorted(REPAIRS))
+
+
+def cmd_repair(a) -> int:
+    if a.list:
+        print("repair algorithms (--algorithm NAME):")
+        print(algorithms_text())
+        return EXIT_REPAIRED
+    missing = [f for f, v in (("MODEL", a.model), ("--inputs", a.inputs)) if v is None]
+    if missing:
+        print_error(f"cegarnn repair needs {' and '.join(missing)} (see cegarnn repair --help)")
+        return EXIT_ERROR
+    try:
+        options = parse_options(a.option)
+    except ValueError as e:
+        print_error(e)
+        return EXIT_ERROR
+    code, _ = run_repair(a.model, a.inputs, a.labels, a.keep, a.algorithm, options, a.out, a.time_limit,
+                         echo=lambda s: print(s, flush=True))
+    return code
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``repair`` on the subparsers ``sub`` of the ``cegarnn`` command."""
+    r = sub.add_parser(
+        "repair", help="repair a network so that given inputs get their labels (cegarnn.repair)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Change the network so that every input gets its label; check it on the float32 export.\n"
+                    "Writes OUT/result.json and, when repaired, OUT/repaired.onnx (float32).\n"
+                    "Exit codes: 0 repaired, 1 infeasible or unknown, 2 bad input.",
+        epilog="algorithms:\n" + algorithms_text() +
+               "\n\nfinetune options (--option KEY=VALUE, values in JSON): layer=-1 norm=linf|l1 "
+               "tie_break=l1|linf|keep\n  margin=0.001 bound=0.5 keep_mode=hard|hinge|count keep_margin=0 "
+               "train_bias=true backend=highs")
+    r.add_argument("model", nargs="?", help="the network: .onnx, .onnx.gz, .pt or .pth")
+    r.add_argument("--inputs", help="X.npz with arrays x (or inputs) and y (or labels), or X.npy with --labels")
+    r.add_argument("--labels", help="Y.npy: one integer label per input (overrides the npz's y)")
+    r.add_argument("--keep", help="K.npz with arrays x and y: inputs whose labels must be kept")
+    r.add_argument("--algorithm", default="finetune", help="a name of cegarnn.repair.REPAIRS (default finetune)")
+    r.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="algorithm option, repeatable, e.g. -o layer=-1 -o norm=l1")
+    r.add_argument("--out", default="repair_out", help="output directory (default repair_out)")
+    r.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="seconds for the whole repair (the algorithm's time_limit option)")
+    r.add_argument("--list", action="store_true", help="list the repair algorithms and exit")
+    r.set_defaults(func=cmd_repair)
+    return r
+
+
+__all__ = ["run_repair", "load_repair_data", "parse_options", "add_parser", "cmd_repair"]
