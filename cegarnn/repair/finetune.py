@@ -18,11 +18,11 @@ error let it through, at the candidate's pre-activations, and the program is sol
 verifier's CEGAR step. An infeasible over-approximation proves that no change within the box
 exists.
 
-Every row carries a slack for float32 execution: the program asks ``C y <= d - s`` where ``s`` is
-twice a rigorous bound on the float32 rounding error of ``C y`` at the input
-(:func:`~cegarnn.bounds.rounding.output_padding`); the result is then checked on the float32 ONNX
-export (:func:`~.check.check_constraints`), and only a network that meets every row there is
-``repaired``.
+Every row carries a slack for float32 execution: the program asks ``C y <= d - s`` (see
+:func:`float32_slack`: measured on the float32 export by default, or a rigorous rounding bound);
+the result is then checked on the float32 ONNX export (:func:`~.check.check_constraints`); rows
+that fail there get more slack and the program is solved again (``max_float32_retries``). Only a
+network that meets every row on the export is ``repaired``.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from ..encoding.program import INF, Program
 from ..encoding.weights import WeightEncoding, encode_weight_layer
 from ..network.ir import Affine, Network, ReLU, Sigmoid, Tanh
 from ..solvers import Status, make_backend
-from .check import check_constraints
+from .check import check_constraints, float32_outputs
 from .constraints import OutputConstraints, RepairInputError, ensure
 from .result import INFEASIBLE, REPAIRED, UNKNOWN, RepairReason, RepairResult, StageInfo
 
@@ -99,14 +99,24 @@ def _as_constraints(network: Network, spec, n: int) -> OutputConstraints:
     return cons
 
 
-def float32_slack(network: Network, X: np.ndarray, cons: OutputConstraints, factor: float = 2.0) -> np.ndarray:
-    """(N, K) slack per row: ``factor`` times a rigorous bound on ``|C ŷ - C y|`` at each input,
-    where ŷ is the float32 execution (bound on the output rounding per output, summed with ``|C|``),
-    at least 1e-7 times the size of the outputs."""
+SLACK_MODES = ("measured", "rigorous")
+
+
+def float32_slack(network: Network, X: np.ndarray, cons: OutputConstraints, factor: float = 2.0,
+                  mode: str = "rigorous") -> np.ndarray:
+    """(N, K) slack per row for float32 execution, summed over the outputs with ``|C|``:
+    ``'rigorous'``: ``factor`` times a rigorous bound on ``|ŷ - y|`` per output at each input
+    (``bounds.rounding.output_padding`` on the point); ``'measured'``: ``4 * factor`` times the
+    difference of the network's float32 ONNX export and the IR there. Both at least 1e-7 times
+    the size of the outputs (1e-6 when measured)."""
     vals = network.forward_all(X)
-    eye = np.eye(network.n_outputs)
-    pad = output_padding(network, eye, vals, vals)                     # (N, n_out)
-    floor = 1e-7 * np.maximum(1.0, np.abs(vals[-1]).max(axis=1, keepdims=True))
+    if mode == "rigorous":
+        pad = output_padding(network, np.eye(network.n_outputs), vals, vals)      # (N, n_out)
+        floor_rel = 1e-7
+    else:
+        pad = 4.0 * np.abs(float32_outputs(network, X) - vals[-1])
+        floor_rel = 1e-6
+    floor = floor_rel * np.maximum(1.0, np.abs(vals[-1]).max(axis=1, keepdims=True))
     return factor * np.einsum("nkj,nj->nk", np.abs(cons.C), pad) + floor
 
 
@@ -174,7 +184,7 @@ class _Search:
             for p, n in enumerate(new):
                 self.keep_added[int(n)] = out[p]
         sub = np.array(sorted(rows_of), dtype=np.int64)
-        pads = float32_slack(self.net, Xk[sub], self.keep_cons.subset(sub), 2.0)
+        pads = float32_slack(self.net, Xk[sub], self.keep_cons.subset(sub), 2.0, "measured")
         added = 0
         for p, n in enumerate(sub):
             k = rows_of[int(n)]
@@ -269,6 +279,15 @@ class _Search:
         slack = self.cons.slack(Y)
         return [int(n) for n in np.flatnonzero(np.any(slack < 0.5 * self.slack, axis=1))]
 
+    def widen_slack(self, inputs, float32_slack_now) -> None:
+        """More slack for ``inputs`` whose rows failed on the float32 export: at least four times
+        the old slack and twice the violation plus the old slack."""
+        for n in inputs:
+            viol = np.maximum(-float32_slack_now[n], 0.0)
+            self.slack[n] = np.maximum(4.0 * self.slack[n], self.slack[n] + 2.0 * viol)
+            r, live = self.rows[n]
+            self.prog.set_row_bounds(r, -INF, (self.cons.d[n] - self.slack[n])[live])
+
     def refine(self, x, bad) -> bool:
         """Split the sigmoid/tanh segments with the largest abstraction error of each spurious
         input at the candidate's pre-activations; where there is none (ReLU-only: solver
@@ -306,7 +325,8 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
              bound: Optional[float] = None, relu: str = "exact", segments=None, backend: str = "highs",
              solver_options: Optional[dict] = None, time_limit: Optional[float] = None,
              max_refinements: int = 50, top_k: int = 4,
-             slack_factor: float = 2.0, verbose: bool = False) -> RepairResult:
+             slack_factor: float = 2.0, slack_mode: str = "measured", max_float32_retries: int = 3,
+             verbose: bool = False) -> RepairResult:
     """The smallest change of one layer that makes every input meet its rows (see the module).
 
     Parameters
@@ -341,6 +361,10 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
         Initial sigmoid/tanh segments after the changed layer (refined lazily).
     solver_options : dict, optional
         Passed to the backend (e.g. ``{"solver": "ipm"}`` for HiGHS' interior point method).
+    slack_mode, slack_factor, max_float32_retries
+        The float32 slack of each row (:func:`float32_slack`): ``'measured'`` (default: 8x the
+        export's observed rounding at the input) or ``'rigorous'`` (2x a rigorous bound, which
+        can be far larger), and how often failing rows get more slack and are solved again.
     time_limit : float, optional
         Seconds for the whole run (``unknown`` with reason ``time limit`` when spent).
 
@@ -401,7 +425,9 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
                             dW=np.zeros((m, n_in)), db=np.zeros(m), norms={"linf": 0.0, "l1": 0.0}, optimal=True,
                             lower_bound=0.0, check=chk0, time=time.perf_counter() - t_start)
 
-    slack = float32_slack(net, X, cons, slack_factor)
+    if slack_mode not in SLACK_MODES:
+        raise RepairInputError(f"slack_mode must be one of {SLACK_MODES}, got {slack_mode!r}")
+    slack = float32_slack(net, X, cons, slack_factor, slack_mode)
     try:
         search = _Search(net, li, X, cons, slack, bound=bound, mask=mask, train_bias=train_bias,
                          segments=segments, relu=relu, backend=backend, solver_options=solver_options, deadline=deadline, top_k=top_k,
@@ -413,57 +439,68 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
     we, prog = search.we, search.prog
     stages = []
 
-    # stage 1: the smallest change
-    t1 = _norm_objective(we, norm)
-    status, sol, info = search.solve(f"min {norm}")
-    stages.append(info)
-
     def done(st, reason, message="", **kw):
         return RepairResult(status=st, reason=reason, original=net, layer=li, stages=stages,
                             time=time.perf_counter() - t_start, refinements=search.refinements,
                             message=message, **kw)
 
-    if status == "infeasible" and search.pattern:
-        return done(UNKNOWN, RepairReason.PATTERN_INFEASIBLE,
-                    "no change keeping every ReLU phase meets the rows; try relu='exact'")
-    if status == "infeasible":
-        if not search.exact:
-            reason = RepairReason.ABSTRACTION_INFEASIBLE
-        elif prog.n_integer == 0:
-            reason = RepairReason.LP_FARKAS
-        else:
-            reason = RepairReason.MILP_INFEASIBLE
-        return done(INFEASIBLE, reason, f"no change with |dW|, |db| <= {bound:g} meets every row "
-                                        f"(with the float32 slack of at most {float(np.max(slack)):.3g})")
-    if status != "ok":
-        return done(UNKNOWN, _why(status), sol.message if sol is not None else "")
-    first = float(sol.objective)
-    lower = sol.bound if sol.status is Status.OPTIMAL else None
-    optimal = sol.status is Status.OPTIMAL
+    t1 = _norm_objective(we, norm)
+    second_cols = None
+    cap_row = None
+    for attempt in range(max_float32_retries + 1):
+        # stage 1: the smallest change
+        if attempt:
+            prog.set_objective(t1, np.ones(len(t1)), "min")
+        status, sol, info = search.solve(f"min {norm}" + (f" (float32 retry {attempt})" if attempt else ""))
+        stages.append(info)
+        if status == "infeasible" and search.pattern:
+            return done(UNKNOWN, RepairReason.PATTERN_INFEASIBLE,
+                        "no change keeping every ReLU phase meets the rows; try relu='exact'")
+        if status == "infeasible":
+            if not search.exact:
+                reason = RepairReason.ABSTRACTION_INFEASIBLE
+            elif prog.n_integer == 0:
+                reason = RepairReason.LP_FARKAS
+            else:
+                reason = RepairReason.MILP_INFEASIBLE
+            return done(INFEASIBLE, reason, f"no change with |dW|, |db| <= {bound:g} meets every row "
+                                            f"(with the float32 slack of at most {float(np.max(search.slack)):.3g})")
+        if status != "ok":
+            return done(UNKNOWN, _why(status), sol.message if sol is not None else "")
+        first = float(sol.objective)
+        lower = sol.bound if sol.status is Status.OPTIMAL and sol.bound is not None and np.isfinite(sol.bound) \
+            else None
+        optimal = lower is not None
 
-    # stage 2: the tie-break among first-stage optima
-    if tie_break is not None:
-        cap = first * (1 + 1e-7) + 1e-9
-        prog.add_rows(np.zeros(len(t1), dtype=np.int64), t1, np.ones(len(t1)), -INF, cap, name="stage1_cap")
-        if tie_break == "keep":
-            delta = cap if norm in ("linf", "l1") else None
-            cols = search.keep_objective(delta)
-            prog.set_objective(cols, np.ones(len(cols)), "min")
-        else:
-            _norm_objective(we, tie_break)
-        status2, sol2, info2 = search.solve(f"tie-break {tie_break}")
-        stages.append(info2)
-        if status2 == "ok":
-            sol = sol2
-        # otherwise the first-stage solution stands (it is a valid change); the stage says why
+        # stage 2: the tie-break among first-stage optima
+        if tie_break is not None:
+            cap = first * (1 + 1e-7) + 1e-9
+            if cap_row is not None:
+                prog.deactivate_rows(cap_row)
+            cap_row = prog.add_rows(np.zeros(len(t1), dtype=np.int64), t1, np.ones(len(t1)), -INF, cap,
+                                    name="stage1_cap")
+            if second_cols is None:
+                second_cols = (search.keep_objective(cap) if tie_break == "keep"
+                               else _norm_objective(we, tie_break))
+            prog.set_objective(second_cols, np.ones(len(second_cols)), "min")
+            status2, sol2, info2 = search.solve(f"tie-break {tie_break}")
+            stages.append(info2)
+            if status2 == "ok":
+                sol = sol2
+            # otherwise the first-stage solution stands (it is a valid change); the stage says why
 
-    dW, db = we.decode(sol.x)
-    repaired = we.apply(sol.x)
-    chk = check_constraints(repaired, X, cons)
+        dW, db = we.decode(sol.x)
+        repaired = we.apply(sol.x)
+        chk = check_constraints(repaired, X, cons)
+        if chk.all_met or attempt == max_float32_retries:
+            break
+        # rounding of the float32 export broke some row: ask those inputs for more slack
+        search.widen_slack(np.flatnonzero(~chk.met), chk.slack)
     norms = {"linf": float(max(np.abs(dW).max(initial=0.0), np.abs(db).max(initial=0.0))),
              "l1": float(np.abs(dW).sum() + np.abs(db).sum())}
     extra = {"first_stage_objective": first, "solver_calls": search.solver_calls,
-             "n_binaries": int(prog.n_integer), "slack_max": float(np.max(search.slack))}
+             "n_binaries": int(prog.n_integer), "slack_max": float(np.max(search.slack)),
+             "float32_retries": attempt}
     if keep is not None:
         kc = check_constraints(repaired, keep[0], ensure(keep[1], net.n_outputs, keep_margin))
         extra["keep_rows_added"] = search.keep_rows
