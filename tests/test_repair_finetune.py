@@ -187,3 +187,24 @@ def test_linear_rows_and_already_met():
 def test_bad_input_is_a_clear_error(call, msg):
     with pytest.raises(RepairInputError, match=msg):
         call(_net(0))
+
+
+def test_infeasible_with_many_keep_rows_is_certified():
+    """HiGHS' ray is exact only to ~1e-12: every column must be bounded for the certificate
+    (the change box and the norm's auxiliary variables); seen as 'unknown' before."""
+    net = _net(12, sizes=(4, 16, 5))
+    rng = np.random.default_rng(13)
+    X, want = _wrong(net, rng, 5)
+    Xk = rng.normal(size=(400, 4))
+    yk = net.forward(Xk).argmax(1)
+    r = finetune(net, X, ensure(want, 5), keep=(Xk, yk))
+    assert r.status is INFEASIBLE and r.reason is RepairReason.LP_FARKAS, r.summary()
+
+
+def test_unbounded_change_contradiction_is_still_certified():
+    """Columns the ray does not touch have a reduced cost of exactly 0 (checked in rational
+    arithmetic), so an infinite box does not void the certificate."""
+    net = _net(6)
+    x = np.random.default_rng(7).normal(size=(1, 4))
+    r = finetune(net, np.concatenate([x, x]), ensure([0, 1], 3), bound=np.inf)
+    assert r.status is INFEASIBLE and r.reason is RepairReason.LP_FARKAS

@@ -149,11 +149,14 @@ class WeightEncoding:
         v = self.change_vars()
         prog = self.program
         k = v.shape[0]
+        # |v| <= max(|lo|, |hi|) already: the same bound on t keeps every column bounded (a
+        # solver's Farkas ray, exact only to rounding, certifies nothing through a free column)
+        reach = np.maximum(np.abs(prog.col_lo[v]), np.abs(prog.col_hi[v]))
         if norm == "l1":
-            t = prog.add_vars(k, 0.0, INF, name="abs_change")
+            t = prog.add_vars(k, 0.0, reach, name="abs_change")
             tt = np.repeat(t, 2)
         elif norm == "linf":
-            t = prog.add_vars(1, 0.0, INF, name="max_change")
+            t = prog.add_vars(1, 0.0, float(reach.max(initial=0.0)), name="max_change")
             tt = np.full(2 * k, t[0])
         else:
             raise EncodingError(f"norm must be 'l1' or 'linf', got {norm!r}")
