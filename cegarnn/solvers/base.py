@@ -177,7 +177,7 @@ def _implied_bounds(view: LPView, rlo, rhi, lo, hi, c=None, cut=None, passes: in
 
 
 #: at most this many nonzeros are summed in exact rational arithmetic by :func:`_exact_signs`
-MAX_EXACT_TERMS = 2_000_000
+MAX_EXACT_TERMS = 200_000
 
 
 def _exact_signs(view: LPView, c, y, rl, rh, lo, hi) -> None:
