@@ -38,6 +38,8 @@ class RepairReason(StrEnum):
     SOLVER_FAILED = "the solver gave no usable answer"
     ENCODING = "the change cannot be encoded (big-M limit)"
     PARTIAL = "some failing inputs could not be fixed"
+    AREA_PROVED = "correct on every box by construction (dualised feature bounds; IR semantics)"
+    AREA_TOO_CONSERVATIVE = "no change works for these feature bounds (split the boxes or tighten the bounds)"
     NONE_FIXED = ("no failing input can be fixed with the localised weights within the bound "
                   "(the MILP's branch and bound; not a rigorous certificate)")
 

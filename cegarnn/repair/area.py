@@ -1,0 +1,159 @@
+"""Area repair of the last layer: one LP whose change is correct on whole input boxes.
+
+For each box ``B`` (e.g. a latent box of a generative specification, on the composed network),
+the features ``h`` that reach the last Affine layer are enclosed in ``[l, u]`` by the bounds
+provider (CROWN by default; interval or LP also work — per box, so splitting a box tightens
+them). Requiring label ``t`` to win by ``margin`` for *every* ``h`` in ``[l, u]`` is linear in
+the change by the standard dualisation: with ``a = (W_t - W_c) + (dW_t - dW_c)`` (linear in the
+change) and ``a = p - q``, ``p, q >= 0``,
+
+    min over h in [l, u] of a·h  >=  p·l - q·u,
+
+with equality at the best split. So the rows ``p·l - q·u + (b_t - b_c) + (db_t - db_c) >= margin``
+for every other class ``c`` make every feature vector of the box — hence every input of ``B``,
+on the float64 IR — classified ``t`` by at least ``margin``. One LP, no search.
+
+The LP is conservative (the enclosure is larger than the reachable set): infeasible means only
+"not with these bounds" (status ``unknown``, reason ``AREA_TOO_CONSERVATIVE``); splitting the
+boxes or using tighter bounds may make it feasible. The guarantee holds for the IR; the
+float32 model is covered by re-verifying the repaired network (``cegarnn.verify``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+
+from ..bounds import compute_bounds
+from ..encoding.program import INF, Program
+from ..network.ir import Affine, Network
+from ..solvers import Status, make_backend
+from .constraints import RepairInputError
+from .inputs import LARGE_BOUND, as_network
+from .result import REPAIRED, UNKNOWN, RepairReason, RepairResult, StageInfo
+
+
+def _boxes(network: Network, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.atleast_2d(np.asarray(lower, dtype=np.float64))
+    hi = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+    if lo.shape != hi.shape or lo.shape[1] != network.n_inputs:
+        raise RepairInputError(f"boxes must be (B, {network.n_inputs}) lower and upper arrays of one shape; "
+                               f"got {lo.shape} and {hi.shape}")
+    if lo.shape[0] == 0:
+        raise RepairInputError("the set of boxes is empty: nothing to repair")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(lo > hi):
+        raise RepairInputError("boxes must be finite with lower <= upper")
+    return lo, hi
+
+
+def feature_bounds(network: Network, lower, upper, method: str = "crown") -> tuple[np.ndarray, np.ndarray]:
+    """Sound bounds ``(B, n_h)`` on the input of the last Affine layer over each box."""
+    lb = compute_bounds(network, lower, upper, method=method)
+    i = len(network.layers) - 1
+    return np.atleast_2d(lb.lower[i]), np.atleast_2d(lb.upper[i])
+
+
+def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: str = "linf",
+                bounds: str = "crown", bound: Optional[float] = None, time_limit: Optional[float] = None,
+                backend: str = "highs") -> RepairResult:
+    """The smallest change (L∞ or L1) of the last Affine layer under which every input of every
+    box ``[lower[b], upper[b]]`` gets label ``labels[b]`` by ``margin`` on the IR (see the module).
+
+    ``repaired``: the change is correct on every box by construction (IR semantics; the check on
+    the float32 export is the verifier's job, and ``extra['min_margin_lower_bound']`` is the
+    smallest proven margin). ``unknown``/``AREA_TOO_CONSERVATIVE``: no change works for these
+    feature bounds. ``bound`` limits the change (default ``1000 * max(1, max|W|)``).
+    """
+    t0 = time.perf_counter()
+    net = as_network(network)
+    last = net.layers[-1]
+    if not isinstance(last, Affine):
+        raise RepairInputError("area repair changes the last layer, which must be Affine")
+    if norm not in ("linf", "l1"):
+        raise RepairInputError(f"norm must be 'linf' or 'l1', got {norm!r}")
+    lo, hi = _boxes(net, lower, upper)
+    lab = np.asarray(labels)
+    if lab.shape != (lo.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+        raise RepairInputError(f"labels must be {lo.shape[0]} integers, one per box")
+    K = net.n_outputs
+    if np.any((lab < 0) | (lab >= K)):
+        raise RepairInputError(f"label out of range 0..{K - 1}")
+    W, b = last.dense_W(), last.b
+    m, n = W.shape
+    bound = LARGE_BOUND * max(1.0, float(np.abs(W).max(initial=0.0))) if bound is None else float(bound)
+    hl, hu = feature_bounds(net, lo, hi, bounds)
+
+    prog = Program(name="area_repair")
+    dW = prog.add_vars(m * n, -bound, bound, name="dW").reshape(m, n)
+    db = prog.add_vars(m, -bound, bound, name="db")
+    rows = 0
+    for bi in range(lo.shape[0]):
+        t = int(lab[bi])
+        for c in range(K):
+            if c == t:
+                continue
+            # p - q - (dW_t - dW_c) = W_t - W_c ;  p, q in [0, reach]
+            reach = 2 * bound + np.abs(W[t] - W[c])
+            p = prog.add_vars(n, 0.0, reach, name=f"p[{bi},{c}]")
+            q = prog.add_vars(n, 0.0, reach, name=f"q[{bi},{c}]")
+            r = np.tile(np.arange(n), 4)
+            cols = np.concatenate([p, q, dW[t], dW[c]])
+            vals = np.concatenate([np.ones(n), -np.ones(n), -np.ones(n), np.ones(n)])
+            prog.add_rows(r, cols, vals, W[t] - W[c], W[t] - W[c], name=f"split[{bi},{c}]")
+            # p·l - q·u + db_t - db_c >= margin - (b_t - b_c)
+            cols = np.concatenate([p, q, [db[t], db[c]]])
+            vals = np.concatenate([hl[bi], -hu[bi], [1.0, -1.0]])
+            keep = vals != 0
+            prog.add_rows(np.zeros(int(keep.sum()), dtype=np.int64), cols[keep], vals[keep],
+                          [margin - (b[t] - b[c])], [INF], name=f"margin[{bi},{c}]")
+            rows += 1
+    v = np.concatenate([dW.reshape(-1), db])
+    if norm == "linf":
+        tt = prog.add_vars(1, 0.0, bound, name="max_change")
+        ti = np.full(v.size, tt[0])
+    else:
+        tt = prog.add_vars(v.size, 0.0, bound, name="abs_change")
+        ti = tt
+    k = v.size
+    r = np.repeat(np.arange(2 * k), 2)
+    cols = np.stack([np.repeat(ti, 2), np.repeat(v, 2)], 1).reshape(-1)
+    vals = np.stack([np.ones(2 * k), np.tile([-1.0, 1.0], k)], 1).reshape(-1)
+    prog.add_rows(r, cols, vals, np.zeros(2 * k), np.full(2 * k, INF), name="norm")
+    prog.set_objective(tt, np.ones(tt.size), "min")
+    opts = {"solver": "ipm"} if backend == "highs" else {}
+    sol = make_backend(prog, backend, **opts).solve(time_limit=time_limit)
+    stage = StageInfo(f"min {norm} over {lo.shape[0]} boxes", sol.status.value, sol.objective, sol.bound, sol.time, 1)
+    base = dict(original=net, layer=len(net.layers) - 1, stages=[stage], extra={"boxes": int(lo.shape[0]),
+                                                                                "rows": rows})
+    if sol.status is Status.INFEASIBLE:
+        return RepairResult(UNKNOWN, RepairReason.AREA_TOO_CONSERVATIVE, time=time.perf_counter() - t0,
+                            message=f"no change within {bound:g} works for the {bounds} feature bounds; "
+                                    "split the boxes or use tighter bounds", **base)
+    if sol.x is None:
+        return RepairResult(UNKNOWN, RepairReason.TIME_LIMIT if sol.status is Status.TIME_LIMIT
+                            else RepairReason.SOLVER_FAILED, time=time.perf_counter() - t0, message=sol.message,
+                            **base)
+    DW, DB = sol.x[dW], sol.x[db]
+    repaired = Network(tuple(net.layers[:-1]) + (Affine(W + DW, b + DB),), net.input_shape, name=net.name)
+    # the proven margin of the repaired layer, recomputed in float64 from the bounds (not the solver's word)
+    Wn, bn = W + DW, b + DB
+    worst = np.inf
+    for bi in range(lo.shape[0]):
+        t = int(lab[bi])
+        for c in range(K):
+            if c != t:
+                a = Wn[t] - Wn[c]
+                worst = min(worst, float(np.minimum(a * hl[bi], a * hu[bi]).sum() + bn[t] - bn[c]))
+    base["extra"]["min_margin_lower_bound"] = worst
+    norms = {"linf": float(max(np.abs(DW).max(), np.abs(DB).max())), "l1": float(np.abs(DW).sum() + np.abs(DB).sum())}
+    if worst <= 0:
+        return RepairResult(UNKNOWN, RepairReason.SOLVER_FAILED, dW=DW, db=DB, norms=norms,
+                            time=time.perf_counter() - t0,
+                            message=f"the solver's change leaves a margin lower bound of {worst:.3g}", **base)
+    return RepairResult(REPAIRED, RepairReason.AREA_PROVED, network=repaired, dW=DW, db=DB, norms=norms,
+                        optimal=sol.status is Status.OPTIMAL, lower_bound=sol.bound, time=time.perf_counter() - t0,
+                        **base)
+
+
+__all__ = ["area_repair", "feature_bounds"]
