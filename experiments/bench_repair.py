@@ -128,9 +128,14 @@ def _watermark_md(rows, acc0, args) -> None:
         lines.append(
             f"| {k} | {len(a)} | {np.mean([r['eps_linf'] for r in a]):.4f} | {pe:.3f} | "
             f"{100 * np.nanmean([r['test_acc'] for r in a]):.2f} % | {pa:.2f} % | {acc(b)} | {acc(c)} | "
-            f"{PUBLISHED_WM_L1.get(k, float('nan')):.2f} % | {acc(e)} | {np.median([r['time_s'] for r in a]):.3f} s | "
+            f"{(f'{PUBLISHED_WM_L1[k]:.2f} %' if k in PUBLISHED_WM_L1 else '–')} | {acc(e)} | {np.median([r['time_s'] for r in a]):.3f} s | "
             f"{keep_time} | "
             f"{sum(r['status'] == 'repaired' for r in a + b + c + e)}/{len(a + b + c + e)} |")
+    lines += ["", "ε matches the published value on every k (a mean over the same subsets: all 1000 for k = 2, 5, "
+              "25). The L∞ optimum is not unique. HiGHS' interior point solution (the default for LPs) reproduces "
+              "the published accuracies at k = 1 and 2 exactly, but not at k = 5, 25, 100. "
+              "The tie-break L1 at the optimal ε keeps less accuracy than that solution. Keeping training images "
+              "(hard, with the L1 objective) keeps the accuracy at k <= 5, at the price of a larger change."]
     (OUT / "watermark.md").write_text("\n".join(lines) + "\n")
 
 
