@@ -3,16 +3,24 @@
 * :func:`finetune` — the smallest change of one layer that makes a finite set of inputs meet
   their output rows (:mod:`.constraints`), lexicographic objectives, lazy sigmoid refinement;
 * :func:`nnrepair` — constraint-based repair after fault localisation, one expert per class
-  (:mod:`.experts` combines them).
+  (:mod:`.experts` combines them);
+* :func:`area_repair` — one LP whose last-layer change is correct on whole input boxes.
 
-Every algorithm returns a :class:`RepairResult`; :data:`REPAIRS` lists them by name.
+:func:`finetune` returns a :class:`RepairResult`, :func:`nnrepair` an :class:`ExpertsResult` (one
+:class:`RepairResult` per expert); both have ``status``, ``reason``, ``to_dict()`` and
+``save_onnx(path)``. :data:`REPAIRS` lists the algorithms by name.
 """
+from .area import area_repair
 from .check import ConstraintCheck, check_constraints, float32_outputs, predictions
 from .constraints import OutputConstraints, RepairInputError, beats, concat, ensure, implant, linear
+from .experts import STRATEGIES, ExpertsResult
 from .finetune import finetune
+from .nnrepair import nnrepair
 from .registry import REPAIRS, RepairAlgorithm, get_repair
 from .result import INFEASIBLE, REPAIRED, UNKNOWN, RepairReason, RepairResult, RepairStatus
 
-__all__ = ["finetune", "REPAIRS", "RepairAlgorithm", "get_repair", "OutputConstraints", "RepairInputError", "ensure", "implant", "beats", "linear", "concat",
+__all__ = ["finetune", "nnrepair", "area_repair", "ExpertsResult", "STRATEGIES",
+           "REPAIRS", "RepairAlgorithm", "get_repair", "OutputConstraints", "RepairInputError", "ensure", "implant",
+           "beats", "linear", "concat",
            "ConstraintCheck", "check_constraints", "float32_outputs", "predictions", "RepairResult",
            "RepairStatus", "RepairReason", "REPAIRED", "INFEASIBLE", "UNKNOWN"]

@@ -31,9 +31,17 @@ def _finetune(network, inputs, labels, keep, **options):
     return finetune(network, inputs, ensure(labels, network.n_outputs, margin), keep=keep, **options)
 
 
+def _nnrepair(network, inputs, labels, keep, **options):
+    from .nnrepair import nnrepair
+    return nnrepair(network, (inputs, labels), keep, **options)
+
+
 REPAIRS: dict[str, RepairAlgorithm] = {
     "finetune": RepairAlgorithm(_finetune, "smallest change of one layer; every input gets its label "
                                            "on the float32 export, or a proof that no change in the box does"),
+    "nnrepair": RepairAlgorithm(_nnrepair, "fault localisation, then one expert per class fixing as many of its "
+                                           "inputs as k weights can (MILP), every keep input kept on the float32 "
+                                           "export; experts combined at inference (naive/average/confidence/votes)"),
 }
 
 
