@@ -4,7 +4,8 @@
   their output rows (:mod:`.constraints`), lexicographic objectives, lazy sigmoid refinement;
 * :func:`nnrepair` — constraint-based repair after fault localisation, one expert per class
   (:mod:`.experts` combines them);
-* :func:`area_repair` — one LP whose last-layer change is correct on whole input boxes.
+* :func:`area_repair` — one LP whose last-layer change is correct on whole input boxes;
+* :func:`repair_spec` — verify → repair → re-verify on generative specifications.
 
 :func:`finetune` returns a :class:`RepairResult`, :func:`nnrepair` an :class:`ExpertsResult` (one
 :class:`RepairResult` per expert); both have ``status``, ``reason``, ``to_dict()`` and
@@ -17,9 +18,10 @@ from .experts import STRATEGIES, ExpertsResult
 from .finetune import finetune
 from .nnrepair import nnrepair
 from .registry import REPAIRS, RepairAlgorithm, get_repair
+from .spec_loop import SpecRepairResult, repair_spec
 from .result import INFEASIBLE, REPAIRED, UNKNOWN, RepairReason, RepairResult, RepairStatus
 
-__all__ = ["finetune", "nnrepair", "area_repair", "ExpertsResult", "STRATEGIES",
+__all__ = ["finetune", "nnrepair", "area_repair", "repair_spec", "SpecRepairResult", "ExpertsResult", "STRATEGIES",
            "REPAIRS", "RepairAlgorithm", "get_repair", "OutputConstraints", "RepairInputError", "ensure", "implant",
            "beats", "linear", "concat",
            "ConstraintCheck", "check_constraints", "float32_outputs", "predictions", "RepairResult",
