@@ -6,7 +6,9 @@ classifier. Each round verifies every open problem on the current classifier; th
 counterexamples become images ``G(x, z)`` that the classifier must label correctly (with a
 margin); :func:`~.finetune.finetune` changes one classifier layer so that every image collected
 so far gets its label while the clean ``keep`` images keep theirs; then the problems are verified
-again. It stops when every problem is verified, or after ``rounds`` rounds or ``time_limit``.
+again. It stops when every problem is verified, when a round finds no new counterexample (the
+rest are ``unknown``: the same images would give the same change), or after ``rounds`` rounds or
+``time_limit``.
 
 Every round re-verifies every problem (the classifier changed); the generator's bounds are not
 yet reused between rounds. What holds at the end: each problem's entry in ``SpecRepairResult.verdicts`` is the verifier's
@@ -96,6 +98,8 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
         if all(v == "verified" for v in verdicts) or rnd == rounds or not images or \
                 (left() is not None and left() <= 0):
             break
+        if found == 0 and out.repairs:
+            break           # nothing new to learn: the same images would give the same change
         r: RepairResult = finetune(C, np.stack(images), ensure(labels, C.n_outputs, margin), layer=layer,
                                    keep=keep, time_limit=left(), **finetune_options)
         info["repair"] = r.status.value
