@@ -33,7 +33,6 @@ import numpy as np
 
 from ..encoding.errors import BigMError
 from ..encoding.program import INF
-from ..encoding.weights import WeightEncoding
 from ..network.ir import Affine
 from ..solvers import Status
 from .check import check_constraints
@@ -46,10 +45,6 @@ from .search import FinetuneSearch
 NORMS = ("linf", "l1")
 TIE_BREAKS = (None, "l1", "linf", "keep")
 KEEP_MODES = ("hard", "hinge", "count")
-
-
-def _norm_objective(we: WeightEncoding, norm: str) -> np.ndarray:
-    return we.add_change_objective(norm)
 
 
 def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_break: Optional[str] = None,
@@ -185,7 +180,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
                             time=time.perf_counter() - t_start, refinements=search.refinements,
                             message=message, **kw)
 
-    t1 = _norm_objective(we, norm)
+    t1 = we.add_change_objective(norm)
     second_cols = None
     cap_row = None
     for attempt in range(max_float32_retries + 1):
@@ -222,7 +217,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
                                     name="stage1_cap")
             if second_cols is None:
                 second_cols = (search.keep_objective(cap) if tie_break == "keep"
-                               else _norm_objective(we, tie_break))
+                               else we.add_change_objective(tie_break))
             prog.set_objective(second_cols, np.ones(len(second_cols)), "min")
             status2, sol2, info2 = search.solve(f"tie-break {tie_break}")
             stages.append(info2)

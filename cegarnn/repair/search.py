@@ -54,6 +54,7 @@ class FinetuneSearch:
             self.keep_cons = ensure(yk, net.n_outputs, self.keep_margin, kind="keep")
         self.keep_added: dict = {}          # keep input -> its output columns (hard mode, added lazily)
         self.keep_rows = 0
+        self.keep_hidden = None             # keep inputs' values at the changed layer's input
         has_sshape = any(isinstance(l, (Sigmoid, Tanh)) for l in net.layers[li + 1:])
         extra = dict(solver_options or {})
         if backend == "highs" and solver_options is None and self.prog.n_integer == 0 and keep_mode != "count":
@@ -72,8 +73,14 @@ class FinetuneSearch:
         float64 IR) become constraints, with the float32 slack of their input. Returns how many
         rows were added (0: the candidate keeps every keep input)."""
         Xk = self.keep[0]
-        slack = np.concatenate([self.keep_cons.subset(np.arange(i, min(i + chunk, Xk.shape[0]))).slack(
-            candidate.forward(Xk[i:i + chunk])) for i in range(0, Xk.shape[0], chunk)])
+        if self.keep_hidden is None:
+            # the layers before the changed one never change: their values are computed once
+            self.keep_hidden = np.concatenate([self.net.forward_all(Xk[i:i + chunk])[self.li]
+                                               for i in range(0, Xk.shape[0], chunk)])
+        after = Network(tuple(candidate.layers[self.li:]), (self.keep_hidden.shape[1],))
+        H = self.keep_hidden
+        slack = np.concatenate([self.keep_cons.subset(np.arange(i, min(i + chunk, H.shape[0]))).slack(
+            after.forward(H[i:i + chunk])) for i in range(0, H.shape[0], chunk)])
         viol = slack < 0.0
         rows_of = {int(n): np.flatnonzero(viol[n]) for n in np.flatnonzero(np.any(viol, axis=1))}
         if not rows_of:
