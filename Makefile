@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench experiments clean
+.PHONY: demo test install bench experiments clean ray
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# optional: Ray for `cegarnn bench --ray` and `hydra/launcher=ray` (docs/CLUSTER.md); a large install
+ray: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,ray]'
 
 demo: $(STAMP)
 	$(BIN)/python -m cegarnn.shift.demo

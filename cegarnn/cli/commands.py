@@ -2,10 +2,11 @@
 report of a distribution-shift sweep.
 
     cegarnn vnnlib NETWORK.onnx PROPERTY.vnnlib [--timeout S] [--out RESULT] [--method M] [--seed N]
-    cegarnn bench INSTANCES.csv [--out results.csv] [--workers N] [--timeout-scale F] [--resume] [--limit N]
+    cegarnn bench INSTANCES.csv [--out results.csv] [--workers N | --ray auto|ADDRESS] [--timeout-scale F] [--resume] [--limit N]
     cegarnn compare results.csv OTHER_TOOL.csv ...
     cegarnn report SWEEP_ROOT [SWEEP_ROOT ...] --out DIR [--title T]
     cegarnn repair MODEL --inputs X.npz [--algorithm A] [--option K=V ...] [--out DIR]   (see cli/repair.py)
+    cegarnn invariance PROBLEM MODEL [MODEL2] --center C --radius R [--option K=V ...]   (see cli/invariance.py)
 
 Exit codes (``cli.exits``) of ``vnnlib``: 0 sat/unsat, 1 timeout/unknown, 2 error. ``compare``
 exits 1 when two tools disagree on a definitive answer. ``report`` (tables and plots from every
@@ -120,8 +121,17 @@ def cmd_bench(a) -> int:
     cfg = BenchConfig(out=Path(a.out), workers=a.workers, timeout_scale=a.timeout_scale, method=a.method,
                       resume=a.resume, limit=a.limit, memory_gb=a.memory_gb, grace=a.grace, seed=a.seed,
                       benchmark=a.benchmark, proof_covers=a.proof_covers, options=dict(o.split("=", 1) for o in (a.option or []) if "=" in o))
+    echo = lambda s: print(s, flush=True)  # noqa: E731
     try:
-        run_benchmark(a.instances, cfg, echo=lambda s: print(s, flush=True))
+        if a.ray:
+            from ..vnncomp.ray_runner import RayRunIncomplete, RayUnavailable, run_benchmark_ray
+            try:
+                run_benchmark_ray(a.instances, cfg, address=a.ray, echo=echo)
+            except (RayUnavailable, RayRunIncomplete) as e:
+                print_error(e)
+                return EXIT_ERROR
+        else:
+            run_benchmark(a.instances, cfg, echo=echo)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print_error(e)
         return EXIT_ERROR
@@ -184,7 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark (network,property,timeout CSV), one subprocess per instance")
     b.add_argument("instances", help="CSV with rows network,property,timeout (paths relative to it)")
     b.add_argument("--out", default="results.csv", help="results CSV, appended row by row (default results.csv)")
-    b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--workers", type=int, default=1, help="instances at once on this machine (ignored with --ray)")
+    b.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run each instance as a Ray task: auto (the cluster `ray start` runs here), local "
+                        "(a Ray instance of this command) or HOST:PORT; needs pip install -e '.[ray]' (make ray)")
     b.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance's timeout")
     b.add_argument("--method", default=DEFAULT_METHOD, help=f"one of {methods} (default {DEFAULT_METHOD})")
     b.add_argument("--resume", action="store_true", help="skip instances already in --out")
@@ -211,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .repair import add_parser as add_repair_parser
     add_repair_parser(sub)
+    from .invariance import add_parser as add_invariance_parser
+    add_invariance_parser(sub)
     return p
 
 

@@ -54,9 +54,61 @@ def feature_bounds(network: Network, lower, upper, method: str = "crown") -> tup
     return np.atleast_2d(lb.lower[i]), np.atleast_2d(lb.upper[i])
 
 
+def add_area_row(prog: Program, dW, db, W, b, hl, hu, t: int, c: int, margin: float, bound: float) -> None:
+    """The row making the changed last layer ``(W + dW, b + db)`` rank class ``t`` above ``c`` by
+    ``margin`` for every feature vector in ``[hl, hu]`` (see the module); ``dW`` (m, n) and ``db``
+    (m,) are the change's columns in ``prog`` (-1: frozen). Adds two auxiliaries per feature."""
+    n = W.shape[1]
+    # p - q - (dW_t - dW_c) = W_t - W_c ;  p, q in [0, reach]
+    reach = 2 * bound + np.abs(W[t] - W[c])
+    p = prog.add_vars(n, 0.0, reach, name=f"p[{t},{c}]")
+    q = prog.add_vars(n, 0.0, reach, name=f"q[{t},{c}]")
+    r = np.tile(np.arange(n), 4)
+    cols = np.concatenate([p, q, dW[t], dW[c]])
+    vals = np.concatenate([np.ones(n), -np.ones(n), -np.ones(n), np.ones(n)])
+    live = cols >= 0
+    prog.add_rows(r[live], cols[live], vals[live], W[t] - W[c], W[t] - W[c], name=f"split[{t},{c}]")
+    # p·l - q·u + db_t - db_c >= margin - (b_t - b_c)
+    cols = np.concatenate([p, q, [db[t], db[c]]])
+    vals = np.concatenate([hl, -hu, [1.0, -1.0]])
+    live = (vals != 0) & (cols >= 0)
+    prog.add_rows(np.zeros(int(live.sum()), dtype=np.int64), cols[live], vals[live],
+                  [margin - (b[t] - b[c])], [INF], name=f"margin[{t},{c}]")
+
+
+def add_area_rows(prog: Program, dW, db, W, b, hl, hu, labels, margin: float, bound: float) -> int:
+    """:func:`add_area_row` for every box ``[hl[i], hu[i]]`` and every class other than
+    ``labels[i]``. Returns the number of margin rows."""
+    hl, hu = np.atleast_2d(hl), np.atleast_2d(hu)
+    rows = 0
+    for bi in range(hl.shape[0]):
+        t = int(labels[bi])
+        for c in range(W.shape[0]):
+            if c != t:
+                add_area_row(prog, dW, db, W, b, hl[bi], hu[bi], t, c, margin, bound)
+                rows += 1
+    return rows
+
+
+def margins(W, b, hl, hu, label: int) -> np.ndarray:
+    """(B, m): the smallest margin of ``label`` over class ``c`` over every feature vector of box
+    ``[hl[i], hu[i]]`` under the layer ``(W, b)``, in float64 from the bounds (``+inf`` at
+    ``c = label``)."""
+    A = W[label][None, :] - W                                        # (m, n)
+    lo = np.minimum(hl[:, None, :] * A[None], hu[:, None, :] * A[None]).sum(-1) + (b[label] - b)[None]
+    lo[:, label] = np.inf
+    return lo
+
+
+def proven_margin(W, b, hl, hu, labels) -> float:
+    """The smallest margin of ``labels[i]`` over every feature vector of ``[hl[i], hu[i]]`` under
+    the layer ``(W, b)``, in float64 from the bounds (not from any solver)."""
+    hl, hu = np.atleast_2d(hl), np.atleast_2d(hu)
+    return float(min(margins(W, b, hl[i:i + 1], hu[i:i + 1], int(labels[i])).min() for i in range(hl.shape[0])))
+
 def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: str = "linf",
                 bounds: str = "crown", bound: Optional[float] = None, time_limit: Optional[float] = None,
-                backend: str = "highs") -> RepairResult:
+                backend: str = "highs", features=None) -> RepairResult:
     """The smallest change (L∞ or L1) of the last Affine layer under which every input of every
     box ``[lower[b], upper[b]]`` gets label ``labels[b]`` by ``margin`` on the IR (see the module).
 
@@ -64,6 +116,9 @@ def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: st
     the float32 export is the verifier's job, and ``extra['min_margin_lower_bound']`` is the
     smallest proven margin). ``unknown``/``AREA_TOO_CONSERVATIVE``: no change works for these
     feature bounds. ``bound`` limits the change (default ``1000 * max(1, max|W|)``).
+    ``features=(hl, hu)``: sound feature bounds per box already at hand (e.g. reused between
+    rounds, since a last-layer change leaves them as they are); they must enclose the features of
+    the boxes, which is the caller's guarantee.
     """
     t0 = time.perf_counter()
     net = as_network(network)
@@ -82,32 +137,18 @@ def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: st
     W, b = last.dense_W(), last.b
     m, n = W.shape
     bound = LARGE_BOUND * max(1.0, float(np.abs(W).max(initial=0.0))) if bound is None else float(bound)
-    hl, hu = feature_bounds(net, lo, hi, bounds)
+    if features is None:
+        hl, hu = feature_bounds(net, lo, hi, bounds)
+    else:
+        hl, hu = (np.atleast_2d(np.asarray(f, dtype=np.float64)) for f in features)
+        if hl.shape != (lo.shape[0], W.shape[1]) or hu.shape != hl.shape or np.any(hl > hu):
+            raise RepairInputError(f"features must be (lower, upper) of shape ({lo.shape[0]}, {W.shape[1]}) "
+                                   "with lower <= upper")
 
     prog = Program(name="area_repair")
     dW = prog.add_vars(m * n, -bound, bound, name="dW").reshape(m, n)
     db = prog.add_vars(m, -bound, bound, name="db")
-    rows = 0
-    for bi in range(lo.shape[0]):
-        t = int(lab[bi])
-        for c in range(K):
-            if c == t:
-                continue
-            # p - q - (dW_t - dW_c) = W_t - W_c ;  p, q in [0, reach]
-            reach = 2 * bound + np.abs(W[t] - W[c])
-            p = prog.add_vars(n, 0.0, reach, name=f"p[{bi},{c}]")
-            q = prog.add_vars(n, 0.0, reach, name=f"q[{bi},{c}]")
-            r = np.tile(np.arange(n), 4)
-            cols = np.concatenate([p, q, dW[t], dW[c]])
-            vals = np.concatenate([np.ones(n), -np.ones(n), -np.ones(n), np.ones(n)])
-            prog.add_rows(r, cols, vals, W[t] - W[c], W[t] - W[c], name=f"split[{bi},{c}]")
-            # p·l - q·u + db_t - db_c >= margin - (b_t - b_c)
-            cols = np.concatenate([p, q, [db[t], db[c]]])
-            vals = np.concatenate([hl[bi], -hu[bi], [1.0, -1.0]])
-            keep = vals != 0
-            prog.add_rows(np.zeros(int(keep.sum()), dtype=np.int64), cols[keep], vals[keep],
-                          [margin - (b[t] - b[c])], [INF], name=f"margin[{bi},{c}]")
-            rows += 1
+    rows = add_area_rows(prog, dW, db, W, b, hl, hu, lab, margin, bound)
     v = np.concatenate([dW.reshape(-1), db])
     if norm == "linf":
         tt = prog.add_vars(1, 0.0, bound, name="max_change")
@@ -137,14 +178,7 @@ def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: st
     DW, DB = sol.x[dW], sol.x[db]
     repaired = Network(tuple(net.layers[:-1]) + (Affine(W + DW, b + DB),), net.input_shape, name=net.name)
     # the proven margin of the repaired layer, recomputed in float64 from the bounds (not the solver's word)
-    Wn, bn = W + DW, b + DB
-    worst = np.inf
-    for bi in range(lo.shape[0]):
-        t = int(lab[bi])
-        for c in range(K):
-            if c != t:
-                a = Wn[t] - Wn[c]
-                worst = min(worst, float(np.minimum(a * hl[bi], a * hu[bi]).sum() + bn[t] - bn[c]))
+    worst = proven_margin(W + DW, b + DB, hl, hu, lab)
     base["extra"]["min_margin_lower_bound"] = worst
     norms = {"linf": float(max(np.abs(DW).max(), np.abs(DB).max())), "l1": float(np.abs(DW).sum() + np.abs(DB).sum())}
     if worst <= 0:
@@ -156,4 +190,4 @@ def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: st
                         **base)
 
 
-__all__ = ["area_repair", "feature_bounds"]
+__all__ = ["area_repair", "feature_bounds", "add_area_row", "add_area_rows", "margins", "proven_margin"]

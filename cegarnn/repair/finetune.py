@@ -53,7 +53,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
              solver_options: Optional[dict] = None, time_limit: Optional[float] = None,
              max_refinements: int = 50, top_k: int = 4,
              slack_factor: float = 2.0, slack_mode: str = "measured", max_float32_retries: int = 3,
-             verbose: bool = False) -> RepairResult:
+             extra_rows=None, verbose: bool = False) -> RepairResult:
     """The smallest change of one layer that makes every input meet its rows (see the module).
 
     Parameters
@@ -96,6 +96,14 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
         The float32 slack of each row (:func:`float32_slack`): ``'measured'`` (default: 8x the
         export's observed rounding at the input) or ``'rigorous'`` (2x a rigorous bound, which
         can be far larger), and how often failing rows get more slack and are solved again.
+    extra_rows : callable, optional
+        More requirements on the change variables (``encoding.dW``, ``encoding.db`` of the
+        :class:`~cegarnn.encoding.weights.WeightEncoding`), added lazily:
+        ``extra_rows(program, encoding, None)`` before the first solve, then
+        ``extra_rows(program, encoding, x)`` at every candidate ``x`` that meets everything else;
+        it returns how many rows it added (0: the candidate meets them), e.g.
+        :class:`~.spec_area.AreaRows`. They bind every stage; the float32 check covers only the
+        inputs, so what the extra rows promise is the caller's to verify.
     verbose : bool
         One line per solve and per keep round on stderr (progress of long runs).
     time_limit : float, optional
@@ -154,7 +162,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
     base = dict(status=UNKNOWN, original=net, layer=li)
     # already met? (no change needed)
     chk0 = check_constraints(net, X, cons)
-    if chk0.all_met and (keep is None or keep_mode != "hard" or bool(np.all(
+    if extra_rows is None and chk0.all_met and (keep is None or keep_mode != "hard" or bool(np.all(
             check_constraints(net, keep[0], ensure(keep[1], net.n_outputs, keep_margin)).met))):
         m, n_in = W.shape
         return RepairResult(REPAIRED, RepairReason.ALREADY_MET, net, network=net, layer=li,
@@ -168,7 +176,7 @@ def finetune(network, inputs, spec, *, layer: int = -1, norm: str = "linf", tie_
         search = FinetuneSearch(net, li, X, cons, slack, bound=bound, mask=mask, train_bias=train_bias,
                          segments=segments, relu=relu, backend=backend, solver_options=solver_options, deadline=deadline, top_k=top_k,
                          max_refinements=max_refinements, keep=keep, keep_mode=keep_mode,
-                         keep_margin=keep_margin, verbose=verbose)
+                         keep_margin=keep_margin, verbose=verbose, lazy_rows=extra_rows)
     except BigMError as exc:
         return RepairResult(reason=RepairReason.ENCODING, message=str(exc), time=time.perf_counter() - t_start,
                             **base)

@@ -36,12 +36,20 @@ def _nnrepair(network, inputs, labels, keep, **options):
     return nnrepair(network, (inputs, labels), keep, **options)
 
 
+def _patch(network, inputs, labels, keep, **options):
+    from .patch import patch_repair
+    return patch_repair(network, inputs, labels, keep=keep, **options)
+
+
 REPAIRS: dict[str, RepairAlgorithm] = {
     "finetune": RepairAlgorithm(_finetune, "smallest change of one layer; every input gets its label "
                                            "on the float32 export, or a proof that no change in the box does"),
     "nnrepair": RepairAlgorithm(_nnrepair, "fault localisation, then one expert per class fixing as many of its "
                                            "inputs as k weights can (MILP), every keep input kept on the float32 "
                                            "export; experts combined at inference (naive/average/confidence/votes)"),
+    "patch": RepairAlgorithm(_patch, "REASSURE-style patches on the inputs' linear regions (ReLU networks): "
+                                     "labels met on the float32 export, the network unchanged away from the "
+                                     "regions, each region box proved by the verifier on the exported ONNX"),
 }
 
 

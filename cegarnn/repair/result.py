@@ -40,6 +40,9 @@ class RepairReason(StrEnum):
     PARTIAL = "some failing inputs could not be fixed"
     AREA_PROVED = "correct on every box by construction (dualised feature bounds; IR semantics)"
     AREA_TOO_CONSERVATIVE = "no change works for these feature bounds (split the boxes or tighten the bounds)"
+    PATCH_PROVED = ("every constraint met on the float32 export, and the verifier proved the label on every "
+                    "input's region box of the exported ONNX")
+    PATCH_NOT_FOUND = "no patch meets the inputs of a linear region (see message)"
     NONE_FIXED = ("no failing input can be fixed with the localised weights within the bound "
                   "(the MILP's branch and bound; not a rigorous certificate)")
 
@@ -55,6 +58,7 @@ class StageInfo:
     time: float = 0.0
     solver_calls: int = 0
     keep_rounds: int = 0          # rounds that added violated keep rows (hard keep inputs)
+    lazy_rounds: int = 0          # rounds that added violated extra rows (finetune(extra_rows=...))
 
 
 @dataclass

@@ -28,15 +28,18 @@ class FinetuneSearch:
 
     def __init__(self, net: Network, li: int, X, cons: OutputConstraints, slack, *, bound, mask,
                  train_bias, segments, relu, backend, solver_options, deadline, top_k, max_refinements, keep, keep_mode,
-                 keep_margin, verbose):
+                 keep_margin, verbose, lazy_rows=None):
         self.net, self.li, self.X, self.cons = net, li, X, cons
         self.backend, self.deadline, self.top_k = backend, deadline, int(top_k)
         self.max_refinements, self.verbose = int(max_refinements), verbose
         self.refinements = 0
         self.solver_calls = 0
+        self.lazy_rows = lazy_rows          # (prog, encoding, x) -> rows added; x None: the initial rows
         self.prog = Program(name="finetune")
         self.we: WeightEncoding = encode_weight_layer(self.prog, net, li, X, delta=bound, weight_mask=mask,
                                                       train_bias=train_bias, segments=segments, relu=relu)
+        if lazy_rows is not None:
+            lazy_rows(self.prog, self.we, None)
         self.slack = np.array(slack, dtype=np.float64)
         self.rows = []
         for n in range(X.shape[0]):
@@ -179,6 +182,10 @@ class FinetuneSearch:
                     info.keep_rounds += 1
                     self.log(f"{name}: keep round {info.keep_rounds}: {self.keep_rows} keep rows so far "
                              f"({len(self.keep_added)} keep inputs)")
+                    continue
+                if self.lazy_rows is not None and self.lazy_rows(self.prog, self.we, sol.x) > 0:
+                    info.lazy_rounds += 1
+                    self.log(f"{name}: lazy round {info.lazy_rounds}: {self.prog.n_rows} rows")
                     continue
                 info.time = time.perf_counter() - t0
                 return "ok", sol, info

@@ -17,6 +17,7 @@ everywhere in cegarnn); problems left ``falsified``/``unknown`` keep the verifie
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -26,8 +27,10 @@ import numpy as np
 from ..network.ir import Network
 from .constraints import RepairInputError, ensure
 from .finetune import finetune
-from .inputs import as_network
+from .inputs import affine_layer_index, as_network
 from .result import RepairResult
+from .area import margins
+from .spec_area import AreaRows, area_candidate
 
 
 @dataclass
@@ -56,11 +59,15 @@ class SpecRepairResult:
 
 def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, margin: float = 0.05,
                 rounds: int = 5, method: str = "cegar", verify_time: float = 10.0,
-                time_limit: Optional[float] = None, **finetune_options) -> SpecRepairResult:
+                time_limit: Optional[float] = None, area: bool = False, area_margin: float = 0.3,
+                area_leaves: int = 256, area_bounds: str = "crown", verbose: bool = False,
+                **finetune_options) -> SpecRepairResult:
     """Repair ``classifier`` until every problem ``(x, label, latent_lower, latent_upper)`` is
     verified for ``C(G([x, z]))`` (see the module). ``keep=(images, labels)``: clean images whose
-    labels the repair must keep (hard rows, added lazily). Other keyword options go to
-    :func:`finetune` (e.g. ``norm``, ``relu``)."""
+    labels the repair must keep (hard rows, added lazily). ``area`` (last layer only): problems
+    whose area rows (:mod:`.spec_area`, margin ``area_margin`` on the IR, which must exceed the
+    verifier's float32 padding) admit a change are repaired on their whole latent box, the others
+    by their counterexamples. Other keyword options go to :func:`finetune` (e.g. ``norm``)."""
     from ..specs.problem import generative_problem
     from ..verifier import verify
 
@@ -73,12 +80,28 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
     for i, p in enumerate(probs):
         if len(p) != 4:
             raise RepairInputError(f"problem {i} must be (x, label, latent_lower, latent_upper)")
+    li = affine_layer_index(C, layer)
+    area = bool(area) and li == len(C.layers) - 1
     images, labels = [], []
     verdicts, reasons = ["unknown"] * len(probs), [""] * len(probs)
     out = SpecRepairResult(C, verdicts, reasons)
+    cands: dict = {}                # problem -> AreaCandidate (feature bounds reused every round)
+    chosen: list = []               # candidates whose rows every later change keeps
 
     def left() -> Optional[float]:
         return None if time_limit is None else time_limit - (time.perf_counter() - t0)
+
+    def log(msg):
+        if verbose:
+            print(f"[repair_spec {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    def fine(C, cand_list):
+        X = np.stack(images + [c_img for c_img, _ in _centres(G, probs, cand_list)]) if (images or cand_list) else None
+        y = labels + [lab for _, lab in _centres(G, probs, cand_list)]
+        W, b = C.layers[-1].dense_W(), C.layers[-1].b
+        hook = AreaRows(cand_list, W, b, area_margin) if cand_list else None
+        return finetune(C, X, ensure(y, C.n_outputs, margin), layer=layer, keep=keep, time_limit=left(),
+                        extra_rows=hook, **finetune_options)
 
     for rnd in range(rounds + 1):
         found = 0
@@ -95,20 +118,59 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
         info = {"round": rnd, "verified": verdicts.count("verified"), "falsified": verdicts.count("falsified"),
                 "unknown": verdicts.count("unknown"), "counterexamples_added": found}
         out.rounds.append(info)
-        if all(v == "verified" for v in verdicts) or rnd == rounds or not images or \
-                (left() is not None and left() <= 0):
+        log(f"round {rnd}: {info}")
+        if all(v == "verified" for v in verdicts) or rnd == rounds or (left() is not None and left() <= 0):
             break
-        if found == 0 and out.repairs:
-            break           # nothing new to learn: the same images would give the same change
-        r: RepairResult = finetune(C, np.stack(images), ensure(labels, C.n_outputs, margin), layer=layer,
-                                   keep=keep, time_limit=left(), **finetune_options)
+        new = []
+        if area:
+            for i, (x, label, lo, hi) in enumerate(probs):
+                if verdicts[i] != "verified" and i not in cands:
+                    net_i = generative_problem(G, C, x, int(label), latent_lower=lo, latent_upper=hi).network
+                    cands[i] = area_candidate(i, net_i, int(label), lo, hi, leaves=area_leaves,
+                                              bounds=area_bounds)
+            have = {c.index for c in chosen}
+            # easiest first: the largest proven margin (over its leaves) under the current layer
+            W, b = C.layers[-1].dense_W(), C.layers[-1].b
+            new = sorted((c for i, c in cands.items() if i not in have and verdicts[i] != "verified"),
+                         key=lambda c: -float(margins(W, b, c.hl, c.hu, c.label).min()))
+        if not images and not chosen and not new:
+            break
+        if found == 0 and not new and out.repairs:
+            break           # nothing new to learn: the same images and rows would give the same change
+        r: RepairResult = fine(C, chosen + new)
+        if r.network is None and new:
+            # the candidates' rows together (with the keep images) admit no change: the largest
+            # prefix (smallest changes first) that does, by bisection on its length
+            lo_n, hi_n, best = 0, len(new) - 1, None
+            while lo_n <= hi_n and (left() is None or left() > 0):
+                mid = (lo_n + hi_n) // 2
+                rm = fine(C, chosen + new[:mid])
+                if rm.network is not None:
+                    best, lo_n = (rm, mid), mid + 1
+                else:
+                    hi_n = mid - 1
+            if best is not None:
+                r, new = best[0], new[:best[1]]
+            log(f"area rows of {len(new)} new problems kept")
         info["repair"] = r.status.value
+        info["area_problems"] = len(chosen) + (len(new) if r.network is not None else 0)
         out.repairs.append(r)
         if r.network is None:
             break
+        chosen += new
         C = r.network
         out.classifier = C
     out.time = time.perf_counter() - t0
+    return out
+
+
+def _centres(G, probs, cands):
+    """(image, label) at the centre of each candidate's latent box: a point its rows also cover."""
+    out = []
+    for c in cands:
+        x, label, lo, hi = probs[c.index]
+        z = 0.5 * (np.asarray(lo, dtype=np.float64) + np.asarray(hi, dtype=np.float64))
+        out.append((G.forward(np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1), z])), int(label)))
     return out
 
 

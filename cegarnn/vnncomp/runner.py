@@ -4,8 +4,8 @@ Result file (VNN-COMP convention): first line ``unsat`` | ``sat`` | ``timeout`` 
 ``error``; after ``sat`` the counterexample ``((X_0 v)\\n (X_1 v)\\n ... (Y_0 v) ...)``; other
 results may be followed by a comment line ``; reason``.
 
-Results CSV (VNN-COMP columns, no header, one row per instance, flushed as it goes):
-``benchmark,network,property,prepare_seconds,result,run_seconds``.
+Results CSV (VNN-COMP columns, no header, one row per instance, fsynced as it goes; ``ResultsLog``,
+shared with the Ray driver of ``ray_runner``): ``benchmark,network,property,prepare_seconds,result,run_seconds``.
 
 Every instance of a benchmark runs in its own subprocess (``python -m cegarnn.cli vnnlib
 ...``) in its own session, with an address-space limit set in the child and its time limit enforced
@@ -228,13 +228,15 @@ class _Children:
             kill_group(p, term_wait=0.5)
 
 
-def run_child(cmd: list, limit: float, log_path, env=None, children: Optional[_Children] = None) -> tuple[Optional[int], float, bool]:
+def run_child(cmd: list, limit: float, log_path, env=None, children: Optional[_Children] = None,
+              preexec_fn=None) -> tuple[Optional[int], float, bool]:
     """Run ``cmd`` in its own session with stdout/stderr to ``log_path``; kill it (whole process
-    group) after ``limit`` seconds. Returns ``(returncode, wall_seconds, killed)``."""
+    group) after ``limit`` seconds. Returns ``(returncode, wall_seconds, killed)``. ``preexec_fn``
+    runs in the child before ``cmd`` (e.g. to make it die with its parent)."""
     start = time.perf_counter()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, preexec_fn=preexec_fn)
         if children is not None:
             with children.lock:
                 if children.stopping:
@@ -306,7 +308,7 @@ def _child_env(workers: int) -> dict:
 
 
 def run_instance_subprocess(inst: Instance, cfg: BenchConfig, workdir: Path,
-                            children: Optional[_Children] = None) -> tuple[str, float, float, str]:
+                            children: Optional[_Children] = None, preexec_fn=None) -> tuple[str, float, float, str]:
     """Run one instance in a child; ``(result, prepare_seconds, run_seconds, reason)``."""
     slug = _slug(inst)
     result_file, stats_file, log_file = (workdir / f"{slug}.result", workdir / f"{slug}.json",
@@ -315,7 +317,7 @@ def run_instance_subprocess(inst: Instance, cfg: BenchConfig, workdir: Path,
         f.unlink(missing_ok=True)
     budget = inst.timeout * cfg.timeout_scale
     rc, wall, killed = run_child(child_command(inst, cfg, result_file, stats_file), budget + cfg.grace,
-                                 log_file, env=_child_env(cfg.workers), children=children)
+                                 log_file, env=_child_env(cfg.workers), children=children, preexec_fn=preexec_fn)
     stats = None
     if stats_file.is_file():
         try:
@@ -371,30 +373,73 @@ def _isnum(s) -> bool:
         return False
 
 
-def run_benchmark(instances_csv, cfg: BenchConfig, echo=print) -> list[list[str]]:
-    """Run every instance of ``instances_csv``; append rows to ``cfg.out``; return this benchmark's rows."""
+class ResultsLog:
+    """The results CSV of one run. On ``resume`` the rows already there are read back (a last row
+    cut short by a crash is dropped) and their instances are left out of ``todo``; ``record`` appends one row (a single write, flushed and
+    fsynced before it returns, so a crash of the driver loses no finished row) and prints the
+    progress line. Thread-safe; shared by the local runner and the Ray driver."""
+
+    def __init__(self, out, instances: list, benchmark: str, resume: bool = False, echo=print):
+        self.out, self.instances, self.benchmark, self.echo = Path(out), instances, benchmark, echo
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.done: dict = {}
+        if self.out.is_file():
+            if not resume:
+                raise FileExistsError(f"{self.out} exists: pass --resume to skip its finished instances, "
+                                      f"or choose another --out")
+            data = self.out.read_bytes()
+            if data and not data.endswith(b"\n"):     # a row cut by a crash mid-write: its instance reruns
+                with self.out.open("r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+            for row in read_results(self.out):
+                self.done[(row[1], row[2])] = row
+        self.todo = [i for i in instances if i.key not in self.done]
+        self.finished = len(instances) - len(self.todo)
+        if self.done:
+            echo(f"resume: {self.finished} of {len(instances)} instances already in {self.out}")
+        self.tally = _counts(self.done[i.key][4] for i in instances if i.key in self.done)
+        self._lock = threading.Lock()
+
+    def record(self, inst: Instance, result: str, prep: float, run: float, reason: str = "") -> list[str]:
+        """Append (durably) and return the row of a finished instance; print the progress line."""
+        row = [self.benchmark, inst.network, inst.property, f"{prep:.6f}", result, f"{run:.6f}"]
+        with self._lock:
+            with self.out.open("a", newline="") as f:
+                csv.writer(f, lineterminator="\n").writerow(row)
+                f.flush()
+                os.fsync(f.fileno())
+            self.done[inst.key] = row
+            self.tally[result if result in self.tally else "unknown"] += 1
+            self.finished += 1
+            solved = self.tally["unsat"] + self.tally["sat"]
+            self.echo(f"[{self.finished}/{len(self.instances)}] {inst.label}: {result} in {run:.1f}s"
+                      f"{' (' + reason + ')' if result in ('error', 'unknown', 'timeout') and reason else ''}"
+                      f" | solved {solved} (verified {self.tally['unsat']}, falsified {self.tally['sat']}),"
+                      f" unsolved {self.finished - solved}")
+        return row
+
+    def rows(self) -> list[list[str]]:
+        """The rows of this run's instances that are in the file, in the instances' order."""
+        return [self.done[i.key] for i in self.instances if i.key in self.done]
+
+
+def prepare_run(instances_csv, cfg: BenchConfig, echo=print) -> tuple[ResultsLog, Path]:
+    """The instances of ``instances_csv`` (the first ``cfg.limit``) as a ``ResultsLog`` on
+    ``cfg.out``, and the directory of per-instance result files and logs (``<out>.d``)."""
     instances_csv = Path(instances_csv)
     instances = read_instances(instances_csv)
     if cfg.limit is not None:
         instances = instances[: max(0, cfg.limit)]
     benchmark = cfg.benchmark or instances_csv.parent.name or instances_csv.stem
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = out.with_name(out.name + ".d")
+    log = ResultsLog(cfg.out, instances, benchmark, resume=cfg.resume, echo=echo)
+    workdir = log.out.with_name(log.out.name + ".d")
     workdir.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if out.is_file():
-        if not cfg.resume:
-            raise FileExistsError(f"{out} exists: pass --resume to skip its finished instances, "
-                                  f"or choose another --out")
-        for row in read_results(out):
-            done[(row[1], row[2])] = row
-    todo = [i for i in instances if i.key not in done]
-    if done:
-        echo(f"resume: {len(instances) - len(todo)} of {len(instances)} instances already in {out}")
-    lock = threading.Lock()
-    tally = _counts(done[i.key][4] for i in instances if i.key in done)
-    finished = [len(instances) - len(todo)]
+    return log, workdir
+
+
+def run_benchmark(instances_csv, cfg: BenchConfig, echo=print) -> list[list[str]]:
+    """Run every instance of ``instances_csv``; append rows to ``cfg.out``; return this benchmark's rows."""
+    log, workdir = prepare_run(instances_csv, cfg, echo)
     children = _Children()
 
     def job(inst: Instance):
@@ -406,36 +451,22 @@ def run_benchmark(instances_csv, cfg: BenchConfig, echo=print) -> list[list[str]
             result, prep, run, reason = "error", 0.0, 0.0, f"runner: {type(e).__name__}: {e}"
         if children.stopping:
             return
-        row = [benchmark, inst.network, inst.property, f"{prep:.6f}", result, f"{run:.6f}"]
-        with lock:
-            with out.open("a", newline="") as f:
-                csv.writer(f, lineterminator="\n").writerow(row)
-                f.flush()
-                os.fsync(f.fileno())
-            done[inst.key] = row
-            tally[result if result in tally else "unknown"] += 1
-            finished[0] += 1
-            solved = tally["unsat"] + tally["sat"]
-            msg = (f"[{finished[0]}/{len(instances)}] {inst.label}: {result} in {run:.1f}s"
-                   f"{' (' + reason + ')' if result in ('error', 'unknown', 'timeout') and reason else ''}"
-                   f" | solved {solved} (verified {tally['unsat']}, falsified {tally['sat']}),"
-                   f" unsolved {finished[0] - solved}")
-            echo(msg)
+        log.record(inst, result, prep, run, reason)
 
     try:
         if cfg.workers <= 1:
-            for inst in todo:
+            for inst in log.todo:
                 job(inst)
         else:
             with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-                futures = [pool.submit(job, inst) for inst in todo]
+                futures = [pool.submit(job, inst) for inst in log.todo]
                 for fu in futures:
                     while not fu.done():
                         time.sleep(0.2)     # wake up for KeyboardInterrupt
     except KeyboardInterrupt:
         children.kill_all()
-        echo("interrupted: running instances killed; finished rows are in " + str(out))
+        echo("interrupted: running instances killed; finished rows are in " + str(log.out))
         raise
-    rows = [done[i.key] for i in instances if i.key in done]
+    rows = log.rows()
     echo(summarize(rows))
     return rows
