@@ -48,3 +48,25 @@ def test_bad_problems_are_clear_errors(generative_case):
         repair_spec(G, C, [])
     with pytest.raises(RepairInputError, match="must be"):
         repair_spec(G, C, [(x, label)])
+
+
+def test_area_rows_make_the_latent_box_correct_on_every_leaf(generative_case):
+    """area=True: the accepted last-layer change has a proven margin (from the feature bounds per
+    leaf, recomputed here) of at least half the area margin; the grid and the verifier agree."""
+    from cegarnn.repair.area import margins
+    from cegarnn.repair.spec_area import area_candidate, split_box
+    prob, G, C, x, label, lo, hi = generative_case(2, 1.0)
+    Gn, Cn = as_network(G), as_network(C)
+    lo0, hi0 = lo.copy(), hi.copy()
+    out = repair_spec(G, C, [(x, label, lo, hi)], rounds=3, verify_time=10, area=True, area_margin=0.3,
+                      area_leaves=16)
+    assert out.rounds[0]["falsified"] == 1 and out.repairs
+    assert out.rounds[0].get("area_problems") == 1
+    net = generative_problem(Gn, Cn, x, label, latent_lower=lo, latent_upper=hi).network
+    cand = area_candidate(0, net, label, lo, hi, leaves=16)
+    last = out.repairs[0].network.layers[-1]
+    assert margins(last.dense_W(), last.b, cand.hl, cand.hu, label).min() >= 0.15 - 1e-9
+    assert _grid_min_margin(Gn, out.repairs[0].network, x, label, lo, hi) > 0
+    L, H = split_box(lo, hi, 16)
+    assert np.array_equal(lo0, lo) and np.array_equal(hi0, hi)          # the problem's box is left as it was
+    assert L.shape[0] == 16 and np.all(L <= H) and np.isclose(np.prod(H - L, 1).sum(), np.prod(hi - lo))

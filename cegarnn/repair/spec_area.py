@@ -22,8 +22,8 @@ def split_box(lower, upper, leaves: int, order=None) -> tuple[np.ndarray, np.nda
     """At least ``leaves`` boxes (a power of two) that cover ``[lower, upper]`` exactly: every box
     is bisected along the dimensions of ``order`` in turn (cyclically; default: the widest side
     relative to the original widths first) until there are enough."""
-    lo = np.atleast_2d(np.asarray(lower, dtype=np.float64))
-    hi = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+    lo = np.atleast_2d(np.array(lower, dtype=np.float64))           # copies: the caller's box stays
+    hi = np.atleast_2d(np.array(upper, dtype=np.float64))
     width0 = np.where(hi[0] > lo[0], hi[0] - lo[0], 1.0)
     splits = 0
     while lo.shape[0] < leaves:
