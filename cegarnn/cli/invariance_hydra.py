@@ -54,33 +54,9 @@ def invariance_from_cfg(cfg, out_default, echo=print):
 
 def main() -> None:
     """``cegarnn-invariance``: Hydra entry point (see conf/invariance.yaml)."""
-    import sys
-
-    import hydra
-    from omegaconf import DictConfig
-
-    from .exits import EXIT_ERROR, print_error
-
+    from .repair_hydra import run_entry
     register_config()
-
-    @hydra.main(config_path=None, config_name=CONFIG_NAME, version_base="1.3")
-    def _main(cfg: DictConfig):
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-        from omegaconf.errors import MissingMandatoryValue
-
-        hc = HydraConfig.get()
-        multirun = hc.mode == RunMode.MULTIRUN
-        try:
-            code, result = invariance_from_cfg(cfg, Path(hc.runtime.output_dir), echo=lambda s: print(s, flush=True))
-        except MissingMandatoryValue as e:        # model=..., center=... or radius=... not given
-            print_error(f"missing {e.full_key}=... (conf/invariance.yaml)")
-            code, result = EXIT_ERROR, None
-        if multirun:                              # one bad cell must not stop a sweep
-            return None if result is None else result.status
-        sys.exit(code)
-
-    _main()
+    run_entry(CONFIG_NAME, invariance_from_cfg, "conf/invariance.yaml")
 
 
 if __name__ == "__main__":

@@ -50,8 +50,10 @@ def repair_from_cfg(cfg, out_default, echo=print):
                       out if out is not None else out_default, cfg.get("time_limit"), echo=echo)
 
 
-def main() -> None:
-    """``cegarnn-repair``: Hydra entry point (see conf/repair.yaml)."""
+def run_entry(config_name: str, from_cfg, conf_file: str) -> None:
+    """The body of a Hydra entry point: ``from_cfg(cfg, output_dir, echo) -> (exit code, result)``
+    per job; a missing mandatory value is a one-line error (exit 2); in a sweep a job returns its
+    result's status instead of exiting, so one bad cell does not stop the others."""
     import sys
 
     import hydra
@@ -59,27 +61,29 @@ def main() -> None:
 
     from .exits import EXIT_ERROR, print_error
 
-    register_config()
-
-    @hydra.main(config_path=None, config_name=CONFIG_NAME, version_base="1.3")
+    @hydra.main(config_path=None, config_name=config_name, version_base="1.3")
     def _main(cfg: DictConfig):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
         from omegaconf.errors import MissingMandatoryValue
 
         hc = HydraConfig.get()
-        multirun = hc.mode == RunMode.MULTIRUN
         try:
-            code, result = repair_from_cfg(cfg, Path(hc.runtime.output_dir),
-                                           echo=lambda s: print(s, flush=True))
-        except MissingMandatoryValue as e:        # model=... or inputs=... not given
-            print_error(f"missing {e.full_key}=... (conf/repair.yaml)")
+            code, result = from_cfg(cfg, Path(hc.runtime.output_dir), echo=lambda s: print(s, flush=True))
+        except MissingMandatoryValue as e:
+            print_error(f"missing {e.full_key}=... ({conf_file})")
             code, result = EXIT_ERROR, None
-        if multirun:                              # one bad cell must not stop a sweep
+        if hc.mode == RunMode.MULTIRUN:
             return None if result is None else result.status
         sys.exit(code)
 
     _main()
+
+
+def main() -> None:
+    """``cegarnn-repair``: Hydra entry point (see conf/repair.yaml)."""
+    register_config()
+    run_entry(CONFIG_NAME, repair_from_cfg, "conf/repair.yaml")
 
 
 if __name__ == "__main__":
