@@ -84,8 +84,22 @@ class InvarianceStats:
     last_solver_status: str = ""
 
 
+class _Answer:
+    """What every answer shares: ``decided`` and its JSON form."""
+
+    @property
+    def decided(self) -> bool:
+        return self.status in (PROVED, REFUTED)
+
+    def to_dict(self) -> dict:
+        return jsonable(asdict(self))
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+
 @dataclass
-class InvarianceResult:
+class InvarianceResult(_Answer):
     """The answer to one question of :data:`cegarnn.invariance.PROBLEMS`.
 
     ``kind``: the problem's name. ``threshold``: the value the maximum is compared with (for the
@@ -110,16 +124,6 @@ class InvarianceResult:
     def __post_init__(self):
         self.status = InvarianceStatus(self.status)
         self.reason = InvarianceReason(self.reason)
-
-    @property
-    def decided(self) -> bool:
-        return self.status in (PROVED, REFUTED)
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
-
-    def to_json(self, **kw) -> str:
-        return json.dumps(self.to_dict(), **kw)
 
     def summary(self) -> str:
         s = self.stats
@@ -147,7 +151,7 @@ class RadiusStep:
 
 
 @dataclass
-class RadiusResult:
+class RadiusResult(_Answer):
     """The certified radius around a centre (:func:`cegarnn.invariance.certified_radius`).
 
     ``proved_radius``: the largest radius whose ball was certified (0.0 if none); every ball up to
@@ -169,16 +173,6 @@ class RadiusResult:
 
     def __post_init__(self):
         self.status = InvarianceStatus(self.status)
-
-    @property
-    def decided(self) -> bool:
-        return self.status in (PROVED, REFUTED)
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
-
-    def to_json(self, **kw) -> str:
-        return json.dumps(self.to_dict(), **kw)
 
     def summary(self) -> str:
         ref = "none" if self.refuted_radius is None else f"{self.refuted_radius:.6g}"
