@@ -1,19 +1,29 @@
-"""Shift repair (issue 13, first measurement): repair_spec on the committed shift models.
+"""Shift repair (issue 13): repair_spec on the committed shift models, beside ordinary training.
 
-    python experiments/bench_shift_repair.py --shifts scaling [--delta 1.0] [--verify-time 5] [--rounds 4]
+    python experiments/bench_shift_repair.py [--shifts brightness contrast rotation scaling shear]
+        [--verify-time 5] [--rounds 6] [--keep 2000] [--samples 8] [--area] [--no-baseline]
 
-Repair set: the images of the committed shift sweep (experiments/results/shift_sweep/results.csv,
-MLP, cegar) that were falsified or unknown at ``delta``. Held-out: test images 50..59 of
-experiments/models/shifts/test_images.npz (not in the sweep). Keep: 500 clean MNIST training
-images the classifier gets right (hard). Reports the fraction of the repair set verified after
-repair, clean MNIST test accuracy before/after (float32 export), the held-out verified fraction
-before/after at the same delta, and wall time. Results: experiments/results/issue13/.
+Repair set per shift: experiments/specs/shift_repair/<shift>.npz, the test images the committed
+shift sweep (MLP, cegar) left falsified or unknown at delta 1.0 (written by
+experiments/make_shift_repair_specs.py, the files `cegarnn repair --spec` and
+conf/repair_shifts.yaml use). Held-out: held_out_<shift>.npz, test images 50..59 (not in the
+sweep, so never in a repair set). Keep: keep.npz, the first ``--keep`` clean MNIST training
+images the classifier gets right (hard constraints, added lazily). Per shift and method it reports the
+repair set verified after, clean MNIST test accuracy before/after (float32 export), the held-out
+verified fraction before/after at the same delta, and wall time.
+
+Baseline ("what a user tries first"): the same classifier trained with Adam on cross-entropy, on
+mini-batches of generated images G(x, z) (z uniform in the repair problems' latent boxes) mixed
+half and half with the keep images, for the wall time repair_spec took on that shift (training
+only; its verification afterwards is not counted), then verified by the same verifier.
+
+Results: experiments/results/issue13/shift_repair.{csv,md} and shift_repair_<shift>.png
+(before/after counterexamples).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import os
 import platform
 import sys
 import time
@@ -24,88 +34,139 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cegarnn.cli.repair_spec import load_spec_problems              # noqa: E402
 from cegarnn.data.mnist import load_mnist                          # noqa: E402
 from cegarnn.network import load_network                            # noqa: E402
 from cegarnn.repair import predictions, repair_spec                 # noqa: E402
+from cegarnn.repair.spec_figure import spec_repair_figure           # noqa: E402
 from cegarnn.specs.problem import generative_problem                # noqa: E402
 from cegarnn.verifier import verify                                 # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "issue13"
 MODELS = ROOT / "experiments" / "models"
+SPECS = ROOT / "experiments" / "specs" / "shift_repair"      # experiments/make_shift_repair_specs.py
+SHIFTS = ("brightness", "contrast", "rotation", "scaling", "shear")
 
 
-def latent_box(prior, x, delta):
-    out = prior.forward(x)
-    k = out.shape[0] // 2
-    mu, sigma = out[:k], np.exp(0.5 * out[k:])
-    return mu - delta * sigma, mu + delta * sigma
+def verdicts(G, C, probs, verify_time):
+    return [str(verify(generative_problem(G, C, x, int(y), latent_lower=lo, latent_upper=hi),
+                       time_limit=verify_time).status) for x, y, lo, hi in probs]
 
 
-def verified_fraction(G, C, items, delta, prior, verify_time):
-    ok = 0
-    for x, y in items:
-        lo, hi = latent_box(prior, x, delta)
-        r = verify(generative_problem(G, C, x, int(y), latent_lower=lo, latent_upper=hi), time_limit=verify_time)
-        ok += r.status == "verified"
-    return ok / max(1, len(items))
+def train_baseline(G, C0, probs, keep, seconds, seed=0, batch=64, lr=1e-3):
+    """Ordinary fine-tuning for ``seconds``: Adam on cross-entropy over generated images from the
+    problems' latent boxes plus keep images (half each per mini-batch). Returns (network, steps)."""
+    import torch
+
+    from cegarnn.network.torch_io import from_torch, to_torch
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = to_torch(G, dtype=torch.float32)
+    model = to_torch(C0, dtype=torch.float32).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    X = torch.as_tensor(np.stack([p[0] for p in probs]), dtype=torch.float32)
+    Y = torch.as_tensor([p[1] for p in probs])
+    LO = np.stack([p[2] for p in probs])
+    HI = np.stack([p[3] for p in probs])
+    KX = torch.as_tensor(keep[0], dtype=torch.float32)
+    KY = torch.as_tensor(keep[1])
+    t0, steps = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        i = rng.integers(0, len(probs), batch)
+        z = torch.as_tensor(LO[i] + (HI[i] - LO[i]) * rng.random(LO[i].shape), dtype=torch.float32)
+        with torch.no_grad():
+            g = gen(torch.cat([X[i], z], 1))
+        k = torch.as_tensor(rng.integers(0, len(KY), batch))
+        loss = torch.nn.functional.cross_entropy(model(torch.cat([g, KX[k]])), torch.cat([Y[i], KY[k]]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    return from_torch(model.eval().double(), input_shape=(C0.n_inputs,)), steps
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shifts", nargs="+", default=["scaling"])
-    ap.add_argument("--delta", type=float, default=1.0)
+    ap.add_argument("--shifts", nargs="+", default=list(SHIFTS))
     ap.add_argument("--verify-time", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--keep", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--keep", type=int, default=2000)
+    ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--margin", type=float, default=0.05)
+    ap.add_argument("--area", action="store_true")
+    ap.add_argument("--area-leaves", type=int, default=256)
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--tag", default="shift_repair", help="output file stem")
     args = ap.parse_args(argv)
-    with np.load(MODELS / "shifts" / "test_images.npz") as z:
-        xs, ys = z["images"].reshape(len(z["images"]), -1).astype(np.float64), z["labels"]
-    sweep = list(csv.DictReader(open(ROOT / "experiments" / "results" / "shift_sweep" / "results.csv")))
     C0 = load_network(MODELS / "classifier.onnx")
     Xt, yt = load_mnist("test")
     Xt = Xt.reshape(len(Xt), -1).astype(np.float64)
-    Xtr, ytr = load_mnist("train")
-    Xtr = Xtr[: args.keep].reshape(args.keep, -1).astype(np.float64)
-    ok = predictions(C0, Xtr) == ytr[: args.keep]
-    keep = (Xtr[ok], ytr[: args.keep][ok])
+    with np.load(SPECS / "keep.npz") as z:
+        keep = (z["x"][: args.keep].astype(np.float64), z["y"][: args.keep])
     acc0 = float(np.mean(predictions(C0, Xt) == yt))
+    OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for shift in args.shifts:
         G = load_network(MODELS / "shifts" / shift / "generator.onnx")
-        prior = load_network(MODELS / "shifts" / shift / "prior.onnx")
-        bad = sorted({int(r["image"]) for r in sweep if r["shift"] == shift and r["classifier"] == "mlp"
-                      and r["method"] == "cegar" and float(r["delta"]) == args.delta
-                      and r["status"] in ("falsified", "unknown")})
-        probs = [(xs[i], int(ys[i]), *latent_box(prior, xs[i], args.delta)) for i in bad]
-        held = [(xs[i], ys[i]) for i in range(50, min(60, len(xs)))]
-        held_before = verified_fraction(G, C0, held, args.delta, prior, args.verify_time)
+        probs, bad = load_spec_problems(SPECS / f"{shift}.npz", G)
+        held, _ = load_spec_problems(SPECS / f"held_out_{shift}.npz", G)
+        held_before = verdicts(G, C0, held, args.verify_time).count("verified")
         t = time.perf_counter()
-        out = repair_spec(G, C0, probs, keep=keep, rounds=args.rounds, verify_time=args.verify_time)
+        out = repair_spec(G, C0, probs, keep=keep, rounds=args.rounds, verify_time=args.verify_time,
+                          margin=args.margin, samples=args.samples, area=args.area, area_leaves=args.area_leaves,
+                          verbose=True)
         wall = time.perf_counter() - t
-        acc1 = float(np.mean(predictions(out.classifier, Xt) == yt))
-        held_after = verified_fraction(G, out.classifier, held, args.delta, prior, args.verify_time)
-        row = dict(shift=shift, delta=args.delta, problems=len(probs),
-                   verified_after=sum(v == "verified" for v in out.verdicts), rounds=len(out.rounds),
-                   clean_acc_before=acc0, clean_acc_after=acc1, held_out=len(held),
-                   held_verified_before=held_before, held_verified_after=held_after, wall_s=wall)
-        rows.append(row)
-        print(row, out.rounds, flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / "shift_repair.csv", "w", newline="") as f:
+        C1 = out.classifier
+        spec_repair_figure(G, C0, C1, probs, out, OUT / f"{args.tag}_{shift}.png", images=bad)
+        base = dict(shift=shift, delta=1.0, problems=len(probs), held_out=len(held),
+                    clean_acc_before=acc0, held_verified_before=held_before)
+        rows.append(dict(base, method="repair_spec", verified_after=out.verdicts.count("verified"),
+                         rounds=len(out.rounds), clean_acc_after=float(np.mean(predictions(C1, Xt) == yt)),
+                         held_verified_after=verdicts(G, C1, held, args.verify_time).count("verified"),
+                         wall_s=wall, detail=";".join(f"{r.get('verified')}v/{r.get('counterexamples_added')}c/"
+                                                      f"{r.get('samples_added', 0)}s" for r in out.rounds)))
+        print(rows[-1], flush=True)
+        if not args.no_baseline:
+            Cb, steps = train_baseline(G, C0, probs, keep, wall)
+            rows.append(dict(base, method="training (same time)",
+                             verified_after=verdicts(G, Cb, probs, args.verify_time).count("verified"), rounds=0,
+                             clean_acc_after=float(np.mean(predictions(Cb, Xt) == yt)),
+                             held_verified_after=verdicts(G, Cb, held, args.verify_time).count("verified"),
+                             wall_s=wall, detail=f"{steps} Adam steps"))
+            print(rows[-1], flush=True)
+        write(rows, args)
+
+
+def write(rows, args):
+    with open(OUT / f"{args.tag}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    lines = ["# Shift repair with repair_spec (first measurement, issue 13)", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores. Command: `python experiments/bench_shift_repair.py "
-             f"--shifts {' '.join(args.shifts)} --delta {args.delta} --verify-time {args.verify_time} --rounds {args.rounds} "
-             f"--keep {args.keep}`. MLP classifier; last layer L∞ finetune per round; keep images hard.", "",
-             "| shift | repair set | verified after | clean acc before | after | held-out verified before | after | "
-             "wall |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cmd = (f"python experiments/bench_shift_repair.py --shifts {' '.join(args.shifts)} "
+           f"--verify-time {args.verify_time} --rounds {args.rounds} --keep {args.keep} --samples {args.samples} "
+           f"--margin {args.margin}" + (f" --area --area-leaves {args.area_leaves}" if args.area else "")
+           + (" --no-baseline" if args.no_baseline else "") + f" --tag {args.tag}")
+    lines = [f"# Shift repair with repair_spec (issue 13)", "",
+             f"Machine: 2 shared cores ({platform.machine()}, AMD EPYC), other jobs running. Command: `{cmd}`.",
+             "MLP classifier 784-32-32-10, last layer changed (L∞), keep images hard; verifier `cegar`, "
+             f"{args.verify_time:g} s per problem. Held-out: test images 50..59 (never repaired).", "",
+             "| shift | method | repair set | verified after | clean acc before | after | held-out verified before "
+             "| after | wall | rounds (verified/counterexamples/samples) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['shift']} | {r['problems']} | {r['verified_after']} | {100 * r['clean_acc_before']:.2f} % | "
-                     f"{100 * r['clean_acc_after']:.2f} % | {100 * r['held_verified_before']:.0f} % | "
-                     f"{100 * r['held_verified_after']:.0f} % | {r['wall_s']:.0f} s |")
-    (OUT / "shift_repair.md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {r['shift']} | {r['method']} | {r['problems']} | {r['verified_after']} | "
+                     f"{100 * r['clean_acc_before']:.2f} % | {100 * r['clean_acc_after']:.2f} % | "
+                     f"{r['held_verified_before']}/{r['held_out']} | {r['held_verified_after']}/{r['held_out']} | "
+                     f"{r['wall_s']:.0f} s | {r['detail']} |")
+    for m in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == m]
+        n, v = sum(r["problems"] for r in sel), sum(r["verified_after"] for r in sel)
+        worst = max(100 * (r["clean_acc_before"] - r["clean_acc_after"]) for r in sel)
+        hb, ha = sum(r["held_verified_before"] for r in sel), sum(r["held_verified_after"] for r in sel)
+        lines.append(f"| **all** | {m} | {n} | {v} ({100 * v / max(1, n):.0f} %) | | worst drawdown "
+                     f"{worst:.2f} pts | {hb}/{sum(r['held_out'] for r in sel)} | {ha} | "
+                     f"{sum(r['wall_s'] for r in sel):.0f} s | |")
+    (OUT / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_area_rows_make_the_latent_box_correct_on_every_leaf(generative_case):
     prob, G, C, x, label, lo, hi = generative_case(2, 1.0)
     Gn, Cn = as_network(G), as_network(C)
     lo0, hi0 = lo.copy(), hi.copy()
-    out = repair_spec(G, C, [(x, label, lo, hi)], rounds=3, verify_time=10, area=True, area_margin=0.3,
+    out = repair_spec(G, C, [(x, label, lo, hi)], rounds=3, verify_time=10, area="all", area_margin=0.3,
                       area_leaves=16)
     assert out.rounds[0]["falsified"] == 1 and out.repairs
     assert out.rounds[0].get("area_problems") == 1

@@ -198,6 +198,8 @@ def cmd_repair(a) -> int:
         print("repair algorithms (--algorithm NAME):")
         print(algorithms_text())
         return EXIT_REPAIRED
+    if a.spec is not None:
+        return _cmd_spec(a)
     missing = [f for f, v in (("MODEL", a.model), ("--inputs", a.inputs)) if v is None]
     if missing:
         print_error(f"cegarnn repair needs {' and '.join(missing)} (see cegarnn repair --help)")
@@ -212,12 +214,30 @@ def cmd_repair(a) -> int:
     return code
 
 
+def _cmd_spec(a) -> int:
+    from .repair_spec import run_spec_repair
+    missing = [f for f, v in (("MODEL", a.model), ("--generator", a.generator)) if v is None]
+    if missing or a.inputs is not None:
+        print_error(f"cegarnn repair --spec needs {' and '.join(missing)}" if missing
+                    else "--spec and --inputs exclude each other: repair generative problems or given inputs")
+        return EXIT_ERROR
+    try:
+        options = parse_options(a.option)
+    except ValueError as e:
+        print_error(e)
+        return EXIT_ERROR
+    code, _ = run_spec_repair(a.model, a.spec, a.generator, a.prior, a.delta, a.keep, options, a.out,
+                              a.time_limit, echo=lambda s: print(s, flush=True))
+    return code
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``repair`` on the subparsers ``sub`` of the ``cegarnn`` command."""
     r = sub.add_parser(
         "repair", help="repair a network so that given inputs get their labels (cegarnn.repair)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Change the network so that every input gets its label; check it on the float32 export.\n"
+                    "With --spec: repair until every generative problem is verified (exit 0 all verified).\n"
                     "Writes OUT/result.json and, when repaired, OUT/repaired.onnx (float32).\n"
                     "Exit codes: 0 repaired, 1 infeasible or unknown, 2 bad input.",
         epilog="algorithms:\n" + algorithms_text() +
@@ -234,6 +254,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--out", default="repair_out", help="output directory (default repair_out)")
     r.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="seconds for the whole repair (the algorithm's time_limit option)")
+    r.add_argument("--spec", help="SPEC.npz of generative problems (x, y, latent_lower, latent_upper): repair "
+                                  "until C(G(x, z)) keeps y on every latent box (docs/REPAIR.md); needs --generator")
+    r.add_argument("--generator", help="with --spec: the generator G([x, z]) (.onnx or .pt)")
+    r.add_argument("--prior", help="with --spec without latent boxes: x -> (mu, log sigma^2)")
+    r.add_argument("--delta", type=float, default=None, help="with --prior: the box mu ± delta·sigma")
     r.add_argument("--list", action="store_true", help="list the repair algorithms and exit")
     r.set_defaults(func=cmd_repair)
     return r

@@ -20,11 +20,13 @@ from .verify import CONF_DIR
 # the ConfigStore name of conf/repair.yaml; not "repair", which Hydra would match with the yaml as a schema
 CONFIG_NAME = "cegarnn_repair"
 CONFIG_FILE = CONF_DIR / "repair.yaml"
+#: experiments stored beside it, each merged over conf/repair.yaml (``--config-name NAME``)
+EXPERIMENTS = {"cegarnn_repair_shifts": CONF_DIR / "repair_shifts.yaml"}
 
 
 def register_config() -> None:
     """Store conf/repair.yaml in Hydra's ConfigStore as the primary config ``cegarnn_repair``, with
-    ``options`` an open dict.
+    ``options`` an open dict, and each of :data:`EXPERIMENTS` merged over it under its name.
 
     Why not ``config_path=conf/``: conf/model/ is a config group there, so ``model=net.onnx``
     would be read as a group choice. Why open: Hydra closes every node, so ``options.KEY=VALUE``
@@ -32,22 +34,36 @@ def register_config() -> None:
     (any entry of REPAIRS)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
-    cfg = OmegaConf.load(CONFIG_FILE)
-    if cfg.get("options") is None:
-        cfg.options = {}
-    OmegaConf.set_struct(cfg.options, False)
-    ConfigStore.instance().store(name=CONFIG_NAME, node=cfg)
+    base = OmegaConf.load(CONFIG_FILE)
+    for name, cfg in [(CONFIG_NAME, base)] + [(n, OmegaConf.merge(base, OmegaConf.load(f)))
+                                              for n, f in EXPERIMENTS.items()]:
+        if cfg.get("options") is None:
+            cfg.options = {}
+        OmegaConf.set_struct(cfg.options, False)
+        ConfigStore.instance().store(name=name, node=cfg)
 
 
 def repair_from_cfg(cfg, out_default, echo=print):
     """``(exit code, result or None)`` of the repair a composed conf/repair.yaml describes."""
     from omegaconf import OmegaConf
 
+    from .exits import EXIT_ERROR, print_error
     from .repair import run_repair
     options = OmegaConf.to_container(cfg.options, resolve=True) if cfg.get("options") is not None else {}
     out = cfg.get("out")
+    out = out if out is not None else out_default
+    if cfg.get("spec") is not None:
+        from .repair_spec import run_spec_repair
+        if cfg.get("generator") is None:
+            print_error("spec=... needs generator=... (conf/repair.yaml)")
+            return EXIT_ERROR, None
+        return run_spec_repair(cfg.model, cfg.spec, cfg.generator, cfg.get("prior"), cfg.get("delta"),
+                               cfg.get("keep"), options, out, cfg.get("time_limit"), echo=echo)
+    if cfg.get("inputs") is None:
+        print_error("missing inputs=... or spec=... (conf/repair.yaml)")
+        return EXIT_ERROR, None
     return run_repair(cfg.model, cfg.inputs, cfg.get("labels"), cfg.get("keep"), cfg.algorithm, options,
-                      out if out is not None else out_default, cfg.get("time_limit"), echo=echo)
+                      out, cfg.get("time_limit"), echo=echo)
 
 
 def run_entry(config_name: str, from_cfg, conf_file: str) -> None:

@@ -54,40 +54,60 @@ def feature_bounds(network: Network, lower, upper, method: str = "crown") -> tup
     return np.atleast_2d(lb.lower[i]), np.atleast_2d(lb.upper[i])
 
 
-def add_area_row(prog: Program, dW, db, W, b, hl, hu, t: int, c: int, margin: float, bound: float) -> None:
-    """The row making the changed last layer ``(W + dW, b + db)`` rank class ``t`` above ``c`` by
-    ``margin`` for every feature vector in ``[hl, hu]`` (see the module); ``dW`` (m, n) and ``db``
-    (m,) are the change's columns in ``prog`` (-1: frozen). Adds two auxiliaries per feature."""
-    n = W.shape[1]
-    # p - q - (dW_t - dW_c) = W_t - W_c ;  p, q in [0, reach]
-    reach = 2 * bound + np.abs(W[t] - W[c])
-    p = prog.add_vars(n, 0.0, reach, name=f"p[{t},{c}]")
-    q = prog.add_vars(n, 0.0, reach, name=f"q[{t},{c}]")
-    r = np.tile(np.arange(n), 4)
-    cols = np.concatenate([p, q, dW[t], dW[c]])
-    vals = np.concatenate([np.ones(n), -np.ones(n), -np.ones(n), np.ones(n)])
-    live = cols >= 0
-    prog.add_rows(r[live], cols[live], vals[live], W[t] - W[c], W[t] - W[c], name=f"split[{t},{c}]")
-    # p·l - q·u + db_t - db_c >= margin - (b_t - b_c)
-    cols = np.concatenate([p, q, [db[t], db[c]]])
-    vals = np.concatenate([hl, -hu, [1.0, -1.0]])
-    live = (vals != 0) & (cols >= 0)
-    prog.add_rows(np.zeros(int(live.sum()), dtype=np.int64), cols[live], vals[live],
-                  [margin - (b[t] - b[c])], [INF], name=f"margin[{t},{c}]")
+class AreaRowBuilder:
+    """Adds area rows to one program (see the module). For the class pair ``(t, c)`` let
+    ``a = (W_t - W_c) + (dW_t - dW_c)``; over the box with centre ``m`` and radius ``r``,
+    ``min a·h = a·m - |a|·r``. The auxiliaries ``s >= |a|`` (``n`` columns, ``2n`` rows) are made
+    once per class pair and shared by every box, so each box costs ONE row
+    ``a·m - s·r + (b_t - b_c) + (db_t - db_c) >= margin``; the row is exact (the LP may take
+    ``s = |a|``). ``dW`` (m, n) and ``db`` (m,) are the change's columns (-1: frozen)."""
+
+    def __init__(self, prog: Program, dW, db, W, b, bound: float):
+        self.prog, self.dW, self.db, self.W, self.b, self.bound = prog, dW, db, W, b, float(bound)
+        self.abs: dict = {}
+        self.rows = 0
+
+    def _abs(self, t: int, c: int) -> np.ndarray:
+        if (t, c) not in self.abs:
+            n = self.W.shape[1]
+            d = self.W[t] - self.W[c]
+            s = self.prog.add_vars(n, 0.0, 2 * self.bound + np.abs(d), name=f"abs[{t},{c}]")
+            r = np.tile(np.arange(n), 3)
+            for sign in (1.0, -1.0):          # s - sign*(dW_t - dW_c) >= sign*d
+                cols = np.concatenate([s, self.dW[t], self.dW[c]])
+                vals = np.concatenate([np.ones(n), -sign * np.ones(n), sign * np.ones(n)])
+                live = cols >= 0
+                self.prog.add_rows(r[live], cols[live], vals[live], sign * d, np.full(n, INF),
+                                   name=f"abs{'+' if sign > 0 else '-'}[{t},{c}]")
+            self.abs[(t, c)] = s
+        return self.abs[(t, c)]
+
+    def add(self, hl, hu, t: int, c: int, margin: float) -> None:
+        """The row making the changed layer rank ``t`` above ``c`` by ``margin`` for every
+        feature vector in ``[hl, hu]``."""
+        hl, hu = np.asarray(hl, dtype=np.float64), np.asarray(hu, dtype=np.float64)
+        mid, rad = 0.5 * (hl + hu), 0.5 * (hu - hl)
+        s = self._abs(t, c)
+        cols = np.concatenate([self.dW[t], self.dW[c], s, [self.db[t], self.db[c]]])
+        vals = np.concatenate([mid, -mid, -rad, [1.0, -1.0]])
+        live = (vals != 0) & (cols >= 0)
+        rhs = margin - (self.b[t] - self.b[c]) - float((self.W[t] - self.W[c]) @ mid)
+        self.prog.add_rows(np.zeros(int(live.sum()), dtype=np.int64), cols[live], vals[live], [rhs], [INF],
+                           name=f"margin[{t},{c}]")
+        self.rows += 1
 
 
 def add_area_rows(prog: Program, dW, db, W, b, hl, hu, labels, margin: float, bound: float) -> int:
-    """:func:`add_area_row` for every box ``[hl[i], hu[i]]`` and every class other than
-    ``labels[i]``. Returns the number of margin rows."""
+    """An area row (:class:`AreaRowBuilder`) for every box ``[hl[i], hu[i]]`` and every class
+    other than ``labels[i]``. Returns the number of margin rows."""
     hl, hu = np.atleast_2d(hl), np.atleast_2d(hu)
-    rows = 0
+    rows = AreaRowBuilder(prog, dW, db, W, b, bound)
     for bi in range(hl.shape[0]):
         t = int(labels[bi])
         for c in range(W.shape[0]):
             if c != t:
-                add_area_row(prog, dW, db, W, b, hl[bi], hu[bi], t, c, margin, bound)
-                rows += 1
-    return rows
+                rows.add(hl[bi], hu[bi], t, c, margin)
+    return rows.rows
 
 
 def margins(W, b, hl, hu, label: int) -> np.ndarray:
@@ -190,4 +210,4 @@ def area_repair(network, lower, upper, labels, *, margin: float = 1e-3, norm: st
                         **base)
 
 
-__all__ = ["area_repair", "feature_bounds", "add_area_row", "add_area_rows", "margins", "proven_margin"]
+__all__ = ["area_repair", "feature_bounds", "AreaRowBuilder", "add_area_rows", "margins", "proven_margin"]

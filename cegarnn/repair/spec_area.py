@@ -3,7 +3,7 @@
 For a generative problem ``(x, label, latent box)`` the classifier's last layer sees the features
 of ``C(G([x, z]))``; the verifier's bounds (CROWN on the composed network, per leaf of a split of
 the latent box along its most influential dimensions) enclose them, and
-:func:`~.area.add_area_row` turns "``label`` beats class ``c`` by ``margin`` for every enclosed
+:class:`~.area.AreaRowBuilder` turns "``label`` beats class ``c`` by ``margin`` for every enclosed
 feature vector" into a linear row on the change. :class:`AreaRows` adds those rows lazily (only
 the (leaf, class) pairs a candidate change gets wrong), so thousands of leaves stay cheap.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .area import add_area_row, feature_bounds, margins
+from .area import AreaRowBuilder, feature_bounds, margins
 
 
 def split_box(lower, upper, leaves: int, order=None) -> tuple[np.ndarray, np.ndarray]:
@@ -90,10 +90,15 @@ class AreaRows:
 
     def __init__(self, candidates, W, b, margin: float):
         self.candidates, self.W, self.b, self.margin = list(candidates), W, b, float(margin)
-        self.added = [np.zeros((c.leaves, W.shape[0]), dtype=bool) for c in self.candidates]
         self.rows = 0
+        self._prog = None
 
     def __call__(self, prog, we, x) -> int:
+        if prog is not self._prog:
+            # a new program (its first call): none of its rows exist yet
+            self._prog, self._builder = prog, AreaRowBuilder(prog, we.dW, we.db, self.W, self.b,
+                                                               max(we.delta, we.delta_bias))
+            self.added = [np.zeros((c.leaves, self.W.shape[0]), dtype=bool) for c in self.candidates]
         if x is None:
             W, b, need = self.W, self.b, self.margin
         else:
@@ -103,8 +108,7 @@ class AreaRows:
         for c, added in zip(self.candidates, self.added):
             low = (margins(W, b, c.hl, c.hu, c.label) < need) & ~added
             for leaf, cls in zip(*np.nonzero(low)):
-                add_area_row(prog, we.dW, we.db, self.W, self.b, c.hl[leaf], c.hu[leaf], c.label, int(cls),
-                             self.margin, we.delta)
+                self._builder.add(c.hl[leaf], c.hu[leaf], c.label, int(cls), self.margin)
             added |= low
             n += int(low.sum())
         self.rows += n

@@ -31,6 +31,7 @@ from .inputs import affine_layer_index, as_network
 from .result import RepairResult
 from .area import margins
 from .spec_area import AreaRows, area_candidate
+from .spec_samples import low_margin_points
 
 
 @dataclass
@@ -38,7 +39,9 @@ class SpecRepairResult:
     """``classifier``: the final classifier (the original if no round changed it);
     ``verdicts``: the verifier's final verdict per problem; ``reasons``: its reason;
     ``rounds``: per round, the verdict counts, the counterexamples added and the repair's status;
-    ``repairs``: the :class:`RepairResult` of every round that changed the classifier."""
+    ``repairs``: the :class:`RepairResult` of every round that changed the classifier;
+    ``first_counterexamples`` / ``last_counterexamples``: per problem, the latent point of the
+    first / latest confirmed counterexample (None if the verifier never gave one), for reports."""
 
     classifier: Network
     verdicts: list
@@ -46,10 +49,28 @@ class SpecRepairResult:
     rounds: list = field(default_factory=list)
     repairs: list = field(default_factory=list)
     time: float = 0.0
+    first_counterexamples: list = field(default_factory=list)
+    last_counterexamples: list = field(default_factory=list)
 
     @property
     def all_verified(self) -> bool:
         return all(v == "verified" for v in self.verdicts)
+
+    @property
+    def status(self) -> str:
+        """'verified' if every problem is, else e.g. '3/10 verified' (a sweep job's return value)."""
+        return "verified" if self.all_verified else f"{self.verdicts.count('verified')}/{len(self.verdicts)} verified"
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: verdicts, reasons, rounds, time and the counterexamples' latent points."""
+        def z(v):
+            return None if v is None else [float(t) for t in v]
+        return {"all_verified": self.all_verified, "verified": self.verdicts.count("verified"),
+                "problems": len(self.verdicts), "verdicts": list(self.verdicts), "reasons": list(self.reasons),
+                "rounds": [dict(r) for r in self.rounds], "time": self.time,
+                "repairs": [r.status.value for r in self.repairs],
+                "first_counterexamples": [z(v) for v in self.first_counterexamples],
+                "last_counterexamples": [z(v) for v in self.last_counterexamples]}
 
     def summary(self) -> str:
         n = len(self.verdicts)
@@ -60,14 +81,19 @@ class SpecRepairResult:
 def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, margin: float = 0.05,
                 rounds: int = 5, method: str = "cegar", verify_time: float = 10.0,
                 time_limit: Optional[float] = None, area: bool = False, area_margin: float = 0.3,
-                area_leaves: int = 256, area_bounds: str = "crown", verbose: bool = False,
+                area_leaves: int = 256, area_bounds: str = "crown", samples: int = 8, verbose: bool = False,
                 **finetune_options) -> SpecRepairResult:
     """Repair ``classifier`` until every problem ``(x, label, latent_lower, latent_upper)`` is
     verified for ``C(G([x, z]))`` (see the module). ``keep=(images, labels)``: clean images whose
     labels the repair must keep (hard rows, added lazily). ``area`` (last layer only): problems
-    whose area rows (:mod:`.spec_area`, margin ``area_margin`` on the IR, which must exceed the
-    verifier's float32 padding) admit a change are repaired on their whole latent box, the others
-    by their counterexamples. Other keyword options go to :func:`finetune` (e.g. ``norm``)."""
+    left ``unknown`` (no counterexample to learn from, no proof) whose area rows (:mod:`.spec_area`,
+    margin ``area_margin`` on the IR, which must exceed the verifier's float32 padding) admit a
+    change are repaired on their whole latent box; falsified ones by their counterexamples
+    (``area='all'``: every open problem gets area rows). ``area=True`` means ``'unknown'``. ``samples``: per open problem and round, up to this many more latent
+    points (:func:`~.spec_samples.low_margin_points`) join the counterexamples (0: only the
+    verifier's): for a falsified problem those whose margin is below ``margin``; for one left
+    ``unknown`` (no counterexample, no proof) its lowest-margin points, asked a margin that
+    doubles each round it stays unknown, so the bounds get room to prove it. Other keyword options go to :func:`finetune` (e.g. ``norm``)."""
     from ..specs.problem import generative_problem
     from ..verifier import verify
 
@@ -81,10 +107,16 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
         if len(p) != 4:
             raise RepairInputError(f"problem {i} must be (x, label, latent_lower, latent_upper)")
     li = affine_layer_index(C, layer)
-    area = bool(area) and li == len(C.layers) - 1
-    images, labels = [], []
+    modes = {False: (), None: (), True: ("unknown",), "unknown": ("unknown",), "all": ("unknown", "falsified")}
+    if not isinstance(area, (bool, str, type(None))) or area not in modes:
+        raise RepairInputError(f"area must be False, True, 'unknown' or 'all', got {area!r}")
+    area_for = modes[area] if li == len(C.layers) - 1 else ()
+    area = bool(area_for)
+    images, labels, needs = [], [], []      # collected images, their labels and margins
+    push = [margin] * len(probs)            # doubles each round a problem stays unknown
     verdicts, reasons = ["unknown"] * len(probs), [""] * len(probs)
-    out = SpecRepairResult(C, verdicts, reasons)
+    out = SpecRepairResult(C, verdicts, reasons, first_counterexamples=[None] * len(probs),
+                           last_counterexamples=[None] * len(probs))
     cands: dict = {}                # problem -> AreaCandidate (feature bounds reused every round)
     chosen: list = []               # candidates whose rows every later change keeps
 
@@ -96,27 +128,46 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
             print(f"[repair_spec {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     def fine(C, cand_list):
-        X = np.stack(images + [c_img for c_img, _ in _centres(G, probs, cand_list)]) if (images or cand_list) else None
-        y = labels + [lab for _, lab in _centres(G, probs, cand_list)]
+        centres = _centres(G, probs, cand_list)
+        X = np.stack(images + [img for img, _ in centres]) if (images or cand_list) else None
+        cons = ensure(labels + [lab for _, lab in centres], C.n_outputs, margin)
+        cons.d[:len(needs)] = -np.asarray(needs)[:, None]        # each image's own margin
         W, b = C.layers[-1].dense_W(), C.layers[-1].b
         hook = AreaRows(cand_list, W, b, area_margin) if cand_list else None
-        return finetune(C, X, ensure(y, C.n_outputs, margin), layer=layer, keep=keep, time_limit=left(),
-                        extra_rows=hook, **finetune_options)
+        return finetune(C, X, cons, layer=layer, keep=keep, time_limit=left(), extra_rows=hook,
+                        **finetune_options)
 
+    if not (isinstance(samples, (int, np.integer)) and samples >= 0):
+        raise RepairInputError(f"samples must be an integer >= 0, got {samples!r}")
     for rnd in range(rounds + 1):
-        found = 0
+        found = sampled = 0
         for i, (x, label, lo, hi) in enumerate(probs):
             budget = verify_time if left() is None else max(0.1, min(verify_time, left()))
             prob = generative_problem(G, C, x, int(label), latent_lower=lo, latent_upper=hi, name=f"p{i}")
             res = verify(prob, method=method, time_limit=budget)
             verdicts[i], reasons[i] = str(res.status), str(res.reason or "")
+            out.last_counterexamples[i] = None
             if res.counterexample is not None:
                 z = np.asarray(res.counterexample.free_input, dtype=np.float64)
+                out.last_counterexamples[i] = z
+                if out.first_counterexamples[i] is None:
+                    out.first_counterexamples[i] = z
                 images.append(G.forward(np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1), z])))
                 labels.append(int(label))
+                needs.append(margin)
                 found += 1
+            elif verdicts[i] == "unknown" and rnd > 0:
+                push[i] *= 2.0              # no counterexample, no proof: ask more margin on its lowest points
+            if verdicts[i] != "verified" and samples:
+                xf = np.asarray(x, dtype=np.float64).reshape(-1)
+                below = margin if verdicts[i] == "falsified" else np.inf
+                for z in low_margin_points(prob, samples, below=below, seed=1000 * rnd + i):
+                    images.append(G.forward(np.concatenate([xf, z])))
+                    labels.append(int(label))
+                    needs.append(push[i])
+                    sampled += 1
         info = {"round": rnd, "verified": verdicts.count("verified"), "falsified": verdicts.count("falsified"),
-                "unknown": verdicts.count("unknown"), "counterexamples_added": found}
+                "unknown": verdicts.count("unknown"), "counterexamples_added": found, "samples_added": sampled}
         out.rounds.append(info)
         log(f"round {rnd}: {info}")
         if all(v == "verified" for v in verdicts) or rnd == rounds or (left() is not None and left() <= 0):
@@ -124,18 +175,18 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
         new = []
         if area:
             for i, (x, label, lo, hi) in enumerate(probs):
-                if verdicts[i] != "verified" and i not in cands:
+                if verdicts[i] in area_for and i not in cands:
                     net_i = generative_problem(G, C, x, int(label), latent_lower=lo, latent_upper=hi).network
                     cands[i] = area_candidate(i, net_i, int(label), lo, hi, leaves=area_leaves,
                                               bounds=area_bounds)
             have = {c.index for c in chosen}
             # easiest first: the largest proven margin (over its leaves) under the current layer
             W, b = C.layers[-1].dense_W(), C.layers[-1].b
-            new = sorted((c for i, c in cands.items() if i not in have and verdicts[i] != "verified"),
+            new = sorted((c for i, c in cands.items() if i not in have and verdicts[i] in area_for),
                          key=lambda c: -float(margins(W, b, c.hl, c.hu, c.label).min()))
         if not images and not chosen and not new:
             break
-        if found == 0 and not new and out.repairs:
+        if found + sampled == 0 and not new and out.repairs:
             break           # nothing new to learn: the same images and rows would give the same change
         r: RepairResult = fine(C, chosen + new)
         if r.network is None and new:
