@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..specs.problem import Problem
-from ..verifier.attack import margin_cotangent
+
+
+def unsafe_margin(problem: Problem, y):
+    """Per-sample unsafe margin of outputs ``y`` (torch, (B, m)): min over the unsafe region's
+    disjuncts of max over its rows of ``C y - d`` (< 0: inside the unsafe region)."""
+    import torch
+    per = [torch.max(y @ torch.as_tensor(C, dtype=y.dtype).T - torch.as_tensor(d, dtype=y.dtype), dim=1).values
+           for C, d in problem.unsafe.disjuncts]
+    return torch.min(torch.stack(per, dim=1), dim=1).values
 
 
 def low_margin_points(problem: Problem, n: int = 8, below: float = 0.05, steps: int = 20,
@@ -22,21 +30,29 @@ def low_margin_points(problem: Problem, n: int = 8, below: float = 0.05, steps: 
     steps of sign-gradient descent from ``n`` uniform starts; the lowest margins first."""
     if n <= 0:
         return np.zeros((0, problem.lower.shape[0]))
+    import torch
+
+    from ..network.torch_io import to_torch
     lo, hi = problem.lower, problem.upper
-    width = hi - lo
     rng = np.random.default_rng(seed)
-    z = lo + width * rng.random((n, lo.shape[0]))
-    step = width / 4
-    net = problem.network
+    z0 = lo + (hi - lo) * rng.random((n, lo.shape[0]))
+    net = to_torch(problem.network)
+    tlo, thi = torch.as_tensor(lo), torch.as_tensor(hi)
+    z = torch.as_tensor(z0).requires_grad_(True)
+    step = (thi - tlo) / 4
     for t in range(steps):
-        y, back = net.vjp(z)
-        _, cot = margin_cotangent(problem, y)
-        z = np.clip(z - step * np.sign(back(cot)), lo, hi)
+        m = unsafe_margin(problem, net(z))
+        (g,) = torch.autograd.grad(m.sum(), z)
+        with torch.no_grad():
+            z = torch.minimum(torch.maximum(z - step * torch.sign(g), tlo), thi)
+        z.requires_grad_(True)
         if t % 5 == 4:
             step = step / 2
-    m, _ = margin_cotangent(problem, net.forward(z))
+    with torch.no_grad():
+        zf = z.detach().numpy()
+    m = unsafe_margin(problem, torch.as_tensor(problem.network.forward(zf))).numpy()
     order = np.argsort(m, kind="stable")
-    return z[order[m[order] < below]]
+    return zf[order[m[order] < below]]
 
 
-__all__ = ["low_margin_points"]
+__all__ = ["low_margin_points", "unsafe_margin"]
