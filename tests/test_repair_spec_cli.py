@@ -5,7 +5,6 @@ experiment config, and the low-margin sampler."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ from cegarnn.repair.inputs import as_network
 from cegarnn.repair.spec_samples import low_margin_points, unsafe_margin
 from cegarnn.specs.problem import generative_problem
 from cegarnn.verifier import verify
+
+from test_repair_cli import _hydra
 
 pytest.importorskip("highspy")
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,17 +87,6 @@ def test_bad_spec_input_is_one_error_line(files, capsys, args, message):
     assert code == 2, out + err
     assert err.strip().startswith("error:") and message in err and "Traceback" not in err
     assert not (d / "out" / "repaired.onnx").exists()
-
-
-def _hydra(monkeypatch, *overrides):
-    from cegarnn.cli.repair_hydra import main
-    monkeypatch.setattr(sys, "argv", ["cegarnn-repair", *overrides, "hydra/job_logging=none",
-                                      "hydra/hydra_logging=none"])
-    try:
-        main()
-    except SystemExit as e:
-        return e.code
-    return None
 
 
 def test_hydra_shift_experiment_runs_spec_repair(files, monkeypatch, capsys):

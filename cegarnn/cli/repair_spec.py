@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .exits import EXIT_ERROR, print_error
-from .repair import _existing, _failed, _load_array
+from .repair_files import _existing, _failed, _load_array, load_repair_data
 
 RESULT_FILE, NETWORK_FILE, FIGURE_FILE = "result.json", "repaired.onnx", "before_after.png"
 
@@ -79,7 +79,6 @@ def run_spec_repair(model, spec, generator, prior=None, delta=None, keep=None, o
     from ..network.onnx_io import save_onnx
     from ..repair import RepairInputError, repair_spec
     from ..repair.spec_figure import spec_repair_figure
-    from .repair import load_repair_data
 
     opts = dict(options or {})
     try:
