@@ -56,6 +56,13 @@ def _set_memory_limit(gb: float):
 
 def cmd_vnnlib(a) -> int:
     t0 = time.perf_counter()
+    if a.log_level:                 # cegarnn's own loggers only
+        import logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(created).6f %(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("cegarnn")
+        logger.setLevel(a.log_level.upper())
+        logger.addHandler(handler)
     from ..vnncomp.runner import InstanceResult, format_result, solve_instance, write_result
 
     if a.memory_gb:
@@ -88,8 +95,6 @@ def cmd_vnnlib(a) -> int:
         if a.proof_covers == "ir":               # proofs about the float64 IR only (no padding)
             for p in problems:
                 p.precision = None
-        from ..network.reference import check_problem_reference
-        check_problem_reference(problems)      # IR vs onnxruntime on each box: ConversionMismatch -> error
     except (NetworkError, SpecError, BoxError, OSError, ValueError, TypeError) as e:
         return finish(InstanceResult("error", one_line(e), prepare_seconds=time.perf_counter() - t0))
     except MemoryError:
@@ -108,6 +113,17 @@ def cmd_vnnlib(a) -> int:
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
         res = InstanceResult("error", f"verifier failed: {type(e).__name__}: {one_line(e)}")
+    if res.result != "error":
+        # IR vs onnxruntime on each box (ConversionMismatch -> error) before any answer is reported;
+        # after the solve, so that a run which confirms no candidate imports onnxruntime only here
+        try:
+            from ..network.reference import check_problem_reference
+            check_problem_reference(problems)
+        except (NetworkError, OSError, ValueError) as e:
+            res = InstanceResult("error", one_line(e))
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            res = InstanceResult("error", f"{type(e).__name__}: {one_line(e)}")
     res.prepare_seconds = prep
     res.run_seconds = time.perf_counter() - t1
     return finish(res)
@@ -189,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--memory-gb", type=float, default=None, help="address-space limit for this process")
     v.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
                    help="verifier option (fields of cegarnn.verifier.Options), e.g. -o bounds=interval")
+    v.add_argument("--log-level", choices=("debug", "info", "warning"), default=None,
+                   help="log cegarnn's messages to stderr, each line stamped with its time (debug: e.g. when the "
+                        "first bound is done)")
     v.set_defaults(func=cmd_vnnlib)
 
     b = sub.add_parser("bench", help="run a benchmark (network,property,timeout CSV), one subprocess per instance")

@@ -13,7 +13,7 @@ its post-activation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -192,6 +192,29 @@ class Network:
         for layer in self.layers:
             v = layer(v)
         return v[0] if single else v
+
+    def vjp(self, x) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Outputs ``y`` of a batch ``x`` (B, n) and ``back(g)``: the gradient with respect to
+        ``x`` of ``sum_b g_b . y_b`` for a cotangent ``g`` (B, n_outputs) — reverse mode through
+        the layers in float64, no torch. ReLU passes gradient where its input is > 0 (as torch)."""
+        x2, _ = self._check_input(x)
+        vals = [x2]
+        for layer in self.layers:
+            vals.append(layer(vals[-1]))
+
+        def back(g: np.ndarray) -> np.ndarray:
+            g = np.asarray(g, dtype=np.float64)
+            for layer, v_in, v_out in zip(reversed(self.layers), reversed(vals[:-1]), reversed(vals[1:])):
+                if isinstance(layer, Affine):
+                    g = np.asarray(layer.W.T @ g.T).T
+                elif isinstance(layer, ReLU):
+                    g = g * (v_in > 0)
+                elif isinstance(layer, Sigmoid):
+                    g = g * v_out * (1.0 - v_out)
+                else:
+                    g = g * (1.0 - v_out * v_out)
+            return g
+        return vals[-1], back
 
     # ----------------------------------------------------------------- transformations
     def fix_inputs(self, fixed_mask, fixed_values) -> "Network":

@@ -12,26 +12,34 @@ def onnx_reference(path, parts=None):
 
     Feeds the input in the model's own float type; ``parts`` (from ``load_onnx(...,
     return_input_parts=True)``) splits the flat input between several graph inputs.
+    onnxruntime is imported and the session made on the first call (a run that never confirms a
+    candidate nor checks the conversion does not pay for them).
     """
-    import onnxruntime as ort
-    data = read_maybe_gzip(path, "ONNX file", NetworkError)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    inputs = sess.get_inputs()
-    feeds_spec = []
-    for k, inp in enumerate(inputs):
-        dtype = {"tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type, np.float32)
-        if parts is not None and k < len(parts):
-            start, stop = parts[k].start, parts[k].stop
-        else:
-            start, stop = (0, None) if k == 0 else (None, None)
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
-        feeds_spec.append((inp.name, dtype, shape, start, stop))
+    session = []            # [(sess, feeds_spec)] once made
+
+    def open_session():
+        import onnxruntime as ort
+        data = read_maybe_gzip(path, "ONNX file", NetworkError)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        feeds_spec = []
+        for k, inp in enumerate(sess.get_inputs()):
+            dtype = {"tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type, np.float32)
+            if parts is not None and k < len(parts):
+                start, stop = parts[k].start, parts[k].stop
+            else:
+                start, stop = (0, None) if k == 0 else (None, None)
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            feeds_spec.append((inp.name, dtype, shape, start, stop))
+        session.append((sess, feeds_spec))
 
     def run(a):
+        if not session:
+            open_session()
+        sess, feeds_spec = session[0]
         a = np.asarray(a, dtype=np.float64)
         a = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
         outs = []

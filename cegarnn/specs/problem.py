@@ -9,6 +9,7 @@ Builders:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -110,8 +111,8 @@ def _as_network(obj, input_shape=None) -> Network:
 
 def model_reference(obj):
     """A float64 callable for an nn.Module / ONNX path / Network (the 'original model')."""
-    import torch
-    if isinstance(obj, torch.nn.Module):
+    torch = sys.modules.get("torch")        # an nn.Module can only exist if torch is already imported
+    if torch is not None and isinstance(obj, torch.nn.Module):
         mod = obj
 
         def run(a):

@@ -4,7 +4,7 @@ from .result import FALSIFIED, UNKNOWN, VERIFIED, Counterexample, Reason, Result
 __all__ = ["verify", "run", "Options", "OptionError", "METHODS", "DEFAULT_METHOD", "Method", "check_method",
            "Result", "Counterexample", "Stats", "Verdict", "Reason", "VERIFIED", "FALSIFIED", "UNKNOWN"]
 
-# imported on first use: they pull in torch, the bounds providers and the solvers
+# imported on first use: they pull in the bounds providers, the encoder and the solver registry
 _LAZY = {"Options": ".options", "OptionError": ".options", "POLICIES": ".options",
          "METHODS": ".methods", "DEFAULT_METHOD": ".methods", "Method": ".methods", "check_method": ".methods",
          "run": ".cegar"}

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from .box_solve import BoxKind, BoxOutcome, solve_box
 from .confirm import first_confirmed
@@ -38,11 +37,12 @@ def split(box: Box, dim: int, counter) -> list[Box]:
 def candidate_split_dim(ctx: RunContext, box: Box, z: np.ndarray, j: int) -> int:
     """Dimension maximising width × |d margin_j / d z| at the candidate."""
     width = box.hi - box.lo
-    zt = torch.as_tensor(z, dtype=torch.float64).reshape(1, -1).requires_grad_(True)
-    g = ctx.groups[j]
-    out = ctx.torch_spec(zt)[0, torch.as_tensor(g)]
-    (grad,) = torch.autograd.grad(out.max(), zt)
-    score = width * np.abs(grad.numpy().reshape(-1))
+    y, back = ctx.spec_net.vjp(np.asarray(z, dtype=np.float64).reshape(1, -1))
+    g = np.asarray(ctx.groups[j])
+    cot = np.zeros_like(y)
+    cot[0, g[int(np.argmax(y[0, g]))]] = 1.0        # d (max of the disjunct's rows) / d y
+    grad = back(cot)
+    score = width * np.abs(grad.reshape(-1))
     if not np.any(score > 0):
         score = width
     return int(np.argmax(score))

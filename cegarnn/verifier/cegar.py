@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
-
 from ..specs.problem import Problem
 from .attack import pgd_attack, random_attack
 from .context import RunContext, TimeLimit
 from .methods import DEFAULT_METHOD, METHODS, check_method  # noqa: F401 - METHODS: importable from here too
 from .options import Options
 from .result import FALSIFIED, UNKNOWN, Reason, Result
+from .threads import limit_threads
 
 
 def run(problem: Problem, method: Optional[str] = None, options: Optional[Options] = None) -> Result:
@@ -39,19 +38,13 @@ def run(problem: Problem, method: Optional[str] = None, options: Optional[Option
     opts = options or Options()
     name = DEFAULT_METHOD if method is None else method
     chosen = check_method(name)
-    from threadpoolctl import threadpool_limits
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(opts.threads)
-    try:
-        with threadpool_limits(limits=opts.threads):   # numpy's BLAS too (10x slower when oversubscribed)
-            chosen.require()
-            ctx = RunContext.create(problem, name, opts)
-            try:
-                return _attack(ctx) or chosen.run(ctx)
-            except TimeLimit:
-                return ctx.result(UNKNOWN, Reason.TIME_LIMIT)
-    finally:
-        torch.set_num_threads(old_threads)
+    with limit_threads(opts.threads):       # torch's and BLAS's (torch only if the run imports it)
+        chosen.require()
+        ctx = RunContext.create(problem, name, opts)
+        try:
+            return _attack(ctx) or chosen.run(ctx)
+        except TimeLimit:
+            return ctx.result(UNKNOWN, Reason.TIME_LIMIT)
 
 
 def _attack(ctx: RunContext) -> Optional[Result]:

@@ -1,0 +1,140 @@
+"""Start-up of `cegarnn vnnlib` (issue 15, item 4): the modules on its path import no heavy library
+(torch, onnxruntime, auto_LiRPA, ...) until a run needs it, and the verdicts stay the same.
+Nothing here is timed; experiments/bench_startup.py measures the times."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cegarnn.cli.commands import main
+from cegarnn.vnncomp.runner import read_result
+
+ROOT = Path(__file__).resolve().parents[1]
+VNN2021 = ROOT.parent / "shared" / "benchmarks" / "vnncomp2021"
+MNISTFC = VNN2021 / "mnistfc"
+
+HEAVY = ("torch", "onnxruntime", "auto_LiRPA", "matplotlib", "hydra", "pulp", "highspy")
+VNNLIB_PATH = ("cegarnn", "cegarnn.cli.commands", "cegarnn.cli", "cegarnn.vnncomp.runner",
+               "cegarnn.specs.vnnlib_problems", "cegarnn.network", "cegarnn.network.reference",
+               "cegarnn.verifier", "cegarnn.verifier.cegar", "cegarnn.verifier.methods",
+               "cegarnn.verifier.context", "cegarnn.verifier.attack", "cegarnn.verifier.branching",
+               "cegarnn.verifier.box_solve", "cegarnn.verifier.threads", "cegarnn.bounds", "cegarnn.solvers",
+               "cegarnn.encoding")
+
+
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); its stdout."""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_vnnlib_path_modules_import_no_heavy_library():
+    out = _python("import importlib, json, sys\n"
+                  f"for m in {VNNLIB_PATH!r}: importlib.import_module(m)\n"
+                  f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    assert json.loads(out) == []
+
+
+def _tiny_instance(tiny_onnx, tmp_path, unsafe: str):
+    _, onnx_path = tiny_onnx()
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(3))
+                    + "".join(f"(declare-const Y_{i} Real)\n" for i in range(2))
+                    + "".join(f"(assert (>= X_{i} -0.1))\n(assert (<= X_{i} 0.1))\n" for i in range(3))
+                    + f"(assert {unsafe})\n")
+    return onnx_path, prop
+
+
+# what a run has imported when its first bound call starts, and at the end (a fresh interpreter)
+_PROBE = """
+import json, sys
+from cegarnn.verifier import context
+seen, orig = {{}}, context.RunContext.bounds
+def bounds(self, *a, **k):
+    seen.setdefault("first_bound", [m for m in {heavy!r} if m in sys.modules])
+    return orig(self, *a, **k)
+context.RunContext.bounds = bounds
+from cegarnn.cli.commands import main
+rc = main({argv!r})
+seen["end"] = [m for m in {heavy!r} if m in sys.modules]
+print(json.dumps(seen))
+"""
+
+
+def _probe(argv) -> dict:
+    return json.loads(_python(_PROBE.format(heavy=HEAVY, argv=[str(a) for a in argv])).splitlines()[-1])
+
+
+def test_interval_run_imports_no_torch_and_onnxruntime_only_after_the_first_bound(tiny_onnx, tmp_path):
+    net, prop = _tiny_instance(tiny_onnx, tmp_path, "(or (>= Y_0 1000) (<= Y_1 -1000))")     # unsat
+    out = tmp_path / "res.txt"
+    seen = _probe(["vnnlib", net, prop, "--timeout", "30", "--out", out, "-o", "bounds=interval"])
+    assert read_result(out)[0] == "unsat"
+    assert seen["first_bound"] == []                          # nothing heavy before the first bound
+    assert "torch" not in seen["end"] and "auto_LiRPA" not in seen["end"]
+    assert "onnxruntime" in seen["end"]                       # the conversion check, before the answer
+
+
+def test_default_run_imports_torch_only_for_the_bounds(tiny_onnx, tmp_path):
+    net, prop = _tiny_instance(tiny_onnx, tmp_path, "(or (>= Y_0 1000) (<= Y_1 -1000))")
+    out = tmp_path / "res.txt"
+    seen = _probe(["vnnlib", net, prop, "--timeout", "30", "--out", out])
+    assert read_result(out)[0] == "unsat"
+    assert "torch" not in seen["first_bound"] and "onnxruntime" not in seen["first_bound"]
+
+
+def test_sat_from_the_numpy_attack_is_confirmed_on_onnxruntime(tiny_onnx, tmp_path):
+    net, prop = _tiny_instance(tiny_onnx, tmp_path, "(>= Y_0 (- Y_1 100))")                 # sat everywhere
+    out = tmp_path / "res.txt"
+    seen = _probe(["vnnlib", net, prop, "--timeout", "30", "--out", out, "--stats", tmp_path / "s.json"])
+    res, x, y = read_result(out)
+    assert res == "sat" and x.shape == (3,)
+    assert "first_bound" not in seen                          # decided by the attack, before any bound
+    assert "torch" not in seen["end"] and "onnxruntime" in seen["end"]
+
+
+def test_network_vjp_matches_torch_autograd():
+    torch = pytest.importorskip("torch")
+    from cegarnn.network import Affine, Network, ReLU, Sigmoid, Tanh, to_torch
+    rng = np.random.default_rng(3)
+    layers = (Affine(rng.normal(size=(7, 4)), rng.normal(size=7)), ReLU(),
+              Affine(rng.normal(size=(6, 7)), rng.normal(size=6)), Sigmoid(),
+              Affine(rng.normal(size=(5, 6)), rng.normal(size=5)), Tanh(),
+              Affine(rng.normal(size=(3, 5)), rng.normal(size=3)))
+    net = Network(layers, (4,))
+    x = rng.normal(size=(9, 4))
+    g = rng.normal(size=(9, 3))
+    y, back = net.vjp(x)
+    xt = torch.as_tensor(x).requires_grad_(True)
+    yt = to_torch(net)(xt)
+    (gt,) = torch.autograd.grad((yt * torch.as_tensor(g)).sum(), xt)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(back(g), gt.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_thread_limit_reaches_torch_imported_during_the_run():
+    out = _python("import sys\n"
+                  "from cegarnn.verifier.threads import limit_threads\n"
+                  "with limit_threads(1):\n"
+                  "    import torch\n"
+                  "    inside = torch.get_num_threads()\n"
+                  "print(inside, any(type(f).__name__ == '_AfterImport' for f in sys.meta_path),\n"
+                  "      torch.__loader__.__class__.__name__)")
+    inside, hook_left, loader = out.split()
+    assert inside == "1" and hook_left == "False" and loader != "_Then"
+
+
+@pytest.mark.skipif(not MNISTFC.is_dir(), reason="VNN-COMP 2021 benchmarks not found (../shared/benchmarks)")
+@pytest.mark.parametrize("prop, verdict", [("prop_7_0.03.vnnlib", "sat"), ("prop_2_0.03.vnnlib", "unsat")])
+def test_mnistfc_verdicts_unchanged(prop, verdict, tmp_path, capsys):
+    """Answers of the previous commit (experiments/results/vnncomp2021/mnistfc_cegar.csv)."""
+    out = tmp_path / "res.txt"
+    main(["vnnlib", str(MNISTFC / "mnist-net_256x2.onnx"), str(MNISTFC / prop), "--timeout", "120",
+          "--out", str(out)])
+    assert read_result(out)[0] == verdict
