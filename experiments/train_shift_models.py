@@ -3,6 +3,7 @@
     .venv/bin/python experiments/train_shift_models.py                     # everything (~15 min, 2 cores)
     .venv/bin/python experiments/train_shift_models.py --shifts rotation   # one CVAE
     .venv/bin/python experiments/train_shift_models.py --only classifier   # the conv classifier + test images
+    .venv/bin/python experiments/train_shift_models.py --only cvae --shifts affine --latent 32   # affine32 (~5 min)
 
 Per shift in cegarnn.data.shifts.SHIFTS (rotation, shear, scaling, brightness, contrast) a
 conditional VAE learned from pairs (x, T_theta(x)), theta ~ U(SHIFTS[shift] range), fresh each epoch:
@@ -11,6 +12,11 @@ conditional VAE learned from pairs (x, T_theta(x)), theta ~ U(SHIFTS[shift] rang
     generator G([x, z]):  Linear(792, HIDDEN), ReLU, Linear(HIDDEN, 784), Sigmoid
 written as <shift>/generator.onnx, <shift>/prior.onnx, <shift>/samples.png (G across the latent
 box) and <shift>/model.json (reconstruction error on held-out pairs, sampling robustness).
+
+``--latent K`` (K != 8) or the combined shift ``affine`` (rotation, shear and scaling drawn jointly,
+ranges in COMBINED; not one of cegarnn.data.shifts.SHIFTS) train the same architecture with a K-dim
+latent (prior Linear(64, 2K), generator Linear(784 + K, HIDDEN)) into <shift><K>/ (e.g. affine32/),
+and also save generator.pt / prior.pt (state_dicts). The five 8-dim shifts take the unchanged path.
 
 Classifiers: the 784-32-32-10 MLP is the demo one (experiments/models/classifier.onnx); this
 script adds classifier_conv.onnx, a small CNN (Conv 1->4 k4 s2 p1, ReLU, Conv 4->8 k4 s2 p1, ReLU,
@@ -43,6 +49,91 @@ MLP_ONNX = HERE / "models" / "classifier.onnx"
 HIDDEN = 100
 N_TEST_IMAGES = 60
 DELTAS = (0.5, 1.0, 2.0, 3.0)
+# shifts with several nuisance parameters drawn jointly (each uniform on its range, independent)
+COMBINED = {"affine": {"rotation": (-20.0, 20.0), "shear": (-0.3, 0.3), "scaling": (0.8, 1.2)}}
+
+
+def shift_names():
+    from cegarnn.data.shifts import SHIFTS
+    return [*SHIFTS, *COMBINED]
+
+
+def affine_combined(images, rotation, shear, scaling) -> np.ndarray:
+    """Scale, then shear, then rotate (each parameter a scalar or one per image), one interpolation.
+
+    cegarnn.data.shifts.affine takes maps of OUTPUT offsets to INPUT offsets, so the inverse of
+    the motion R·S·Z is Z^-1 S^-1 R^-1, the product of the three single-shift matrices.
+    """
+    from cegarnn.data.shifts import affine
+
+    x = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
+    n = len(x)
+    per = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+    t, s, f = np.deg2rad(per(rotation)), per(shear), per(scaling)
+    one, zero = np.ones(n), np.zeros(n)
+    m_rot = np.stack([np.stack([np.cos(t), np.sin(t)], -1), np.stack([-np.sin(t), np.cos(t)], -1)], -2)
+    m_shear = np.stack([np.stack([one, zero], -1), np.stack([-s, one], -1)], -2)
+    m_scale = np.stack([np.stack([1 / f, zero], -1), np.stack([zero, 1 / f], -1)], -2)
+    return affine(x, m_scale @ m_shear @ m_rot)
+
+
+def theta_range(shift):
+    from cegarnn.data.shifts import SHIFTS
+    return {k: list(v) for k, v in COMBINED[shift].items()} if shift in COMBINED else list(SHIFTS[shift][1])
+
+
+def sample_shift(shift, x, rng) -> np.ndarray:
+    """T_theta(x) with theta drawn uniformly (jointly for a combined shift), fresh per image."""
+    from cegarnn.data.shifts import SHIFTS, apply_shift
+
+    n = len(x)
+    if shift in COMBINED:
+        return affine_combined(x, **{k: rng.uniform(lo, hi, n) for k, (lo, hi) in COMBINED[shift].items()})
+    lo, hi = SHIFTS[shift][1]
+    return apply_shift(shift, x, rng.uniform(lo, hi, n))
+
+
+def range_ends(shift, x):
+    """[(title, T_theta(x))] at both ends of the range (all parameters at their low / high end)."""
+    from cegarnn.data.shifts import SHIFTS, apply_shift
+
+    if shift in COMBINED:
+        return [(f"T({end})", affine_combined(x, **{k: r[i] for k, r in COMBINED[shift].items()}))
+                for i, end in enumerate(("lo", "hi"))]
+    lo, hi = SHIFTS[shift][1]
+    return [(f"T({lo:g})", apply_shift(shift, x, lo)), (f"T({hi:g})", apply_shift(shift, x, hi))]
+
+
+def train_cvae_latent(xtr, epochs, rng, gen, log, shift: str, latent: int, hidden: int):
+    """train_demo_models.train_cvae with a ``latent``-dim latent and any shift of shift_names()."""
+    from train_demo_models import build_encoder, build_generator, build_prior, kl_diag
+
+    prior, enc, G = build_prior(latent), build_encoder(latent), build_generator(latent, hidden=hidden)
+    opt = torch.optim.Adam([*prior.parameters(), *enc.parameters(), *G.parameters()], lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    n = len(xtr)
+    xf = torch.from_numpy(xtr.reshape(n, IMG))
+    for ep in range(epochs):
+        xs = torch.from_numpy(sample_shift(shift, xtr, rng).reshape(n, IMG))
+        tot_rec = tot_kl = 0.0
+        for idx in _batches(n, 128, gen):
+            x, x2 = xf[idx], xs[idx]
+            mu_p, lv_p = prior(x).chunk(2, -1)
+            mu_q, lv_q = enc(torch.cat([x, x2], 1)).chunk(2, -1)
+            z = mu_q + torch.randn(mu_q.shape, generator=gen) * (0.5 * lv_q).exp()
+            rec = F.binary_cross_entropy(G(torch.cat([x, z], 1)), x2, reduction="none").sum(1)
+            kl = kl_diag(mu_q, lv_q, mu_p, lv_p)
+            loss = (rec + kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot_rec += rec.sum().item()
+            tot_kl += kl.sum().item()
+        sched.step()
+        log(f"  {shift} (latent {latent}) cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
+    for m in (prior, enc, G):
+        m.eval()
+    return prior, enc, G
 
 
 class ConvClassifier(nn.Module):
@@ -113,11 +204,8 @@ def train_conv(xtr, ytr, xte, yte, epochs, gen, log):
 
 def reconstruction(shift, prior, enc, G, x, rng):
     """Mean |pixel error| on held-out pairs (x, T_theta x): G at the posterior mean vs the identity baseline."""
-    from cegarnn.data.shifts import SHIFTS, apply_shift
-
-    lo, hi = SHIFTS[shift][1]
     n = len(x)
-    xs = apply_shift(shift, x, rng.uniform(lo, hi, n)).reshape(n, IMG)
+    xs = sample_shift(shift, x, rng).reshape(n, IMG)
     xf = torch.from_numpy(x.reshape(n, IMG))
     with torch.no_grad():
         mu_p, _ = prior(xf).chunk(2, -1)
@@ -125,7 +213,7 @@ def reconstruction(shift, prior, enc, G, x, rng):
         g_post = G(torch.cat([xf, mu_q], 1)).numpy()
         g_prior = G(torch.cat([xf, mu_p], 1)).numpy()
     mae = lambda a, b: float(np.abs(a - b).mean())
-    return {"n_pairs": int(n), "theta": f"U[{lo}, {hi}]",
+    return {"n_pairs": int(n), "theta": f"U{theta_range(shift)}",
             "mae_G_posterior_mean": mae(g_post, xs),
             "mae_identity_baseline": mae(xf.numpy(), xs),
             "mae_G_prior_mean": mae(g_prior, xs),
@@ -142,7 +230,7 @@ def box_samples(prior, G, x, delta, n, gen):
         sig = (0.5 * lv).exp()
         out = []
         for i in range(len(x)):
-            u = torch.rand((n, LATENT), generator=gen) * 2 - 1
+            u = torch.rand((n, mu.shape[1]), generator=gen) * 2 - 1
             out.append(G(torch.cat([xf[i].expand(n, IMG), mu[i] + delta * sig[i] * u], 1)).numpy())
     return np.stack(out)
 
@@ -153,10 +241,7 @@ def samples_png(path, shift, prior, G, x, gen):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from cegarnn.data.shifts import SHIFTS, apply_shift
-
-    lo, hi = SHIFTS[shift][1]
-    cols = [("x", x), (f"T({lo:g})", apply_shift(shift, x, lo)), (f"T({hi:g})", apply_shift(shift, x, hi))]
+    cols = [("x", x), *range_ends(shift, x)]
     for d in (1.0, 2.0):
         s = box_samples(prior, G, x, d, 6, gen)
         cols += [(f"d={d:g} #{j}", s[:, j]) for j in range(6)]
@@ -190,7 +275,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--data", type=Path, default=None, help="MNIST IDX folder (default: search)")
-    ap.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=list(SHIFTS))
+    ap.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=shift_names(),
+                    help="default: the five 8-dim shifts; 'affine' (COMBINED) only when named")
+    ap.add_argument("--latent", type=int, default=LATENT,
+                    help=f"latent dimension (default {LATENT}); other values or 'affine' write <shift><latent>/")
     ap.add_argument("--only", choices=["classifier", "cvae"], default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs-cvae", type=int, default=12)
@@ -240,17 +328,29 @@ def main(argv=None) -> int:
     mlp = onnx_classifier(MLP_ONNX)
     for shift in args.shifts:
         # each shift seeded on its own, so training one shift alone gives the same weights
-        seed = args.seed + 1000 * (list(SHIFTS).index(shift) + 1)
+        # (the 8-dim SHIFTS keep their seeds and their code path: train_demo_models.train_cvae)
+        seed = args.seed + 1000 * (shift_names().index(shift) + 1)
+        classic = shift in SHIFTS and args.latent == LATENT
+        name = shift if classic else f"{shift}{args.latent}"
+        if not classic:
+            seed += args.latent
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
-        d = args.out / shift
+        d = args.out / name
         d.mkdir(parents=True, exist_ok=True)
         t = time.time()
-        prior, enc, G = train_cvae(xtr, args.epochs_cvae, rng, gen, log, shift=shift, hidden=args.hidden)
+        if classic:
+            prior, enc, G = train_cvae(xtr, args.epochs_cvae, rng, gen, log, shift=shift, hidden=args.hidden)
+        else:
+            prior, enc, G = train_cvae_latent(xtr, args.epochs_cvae, rng, gen, log, shift=shift,
+                                              latent=args.latent, hidden=args.hidden)
         secs = round(time.time() - t, 1)
-        sequential_to_onnx(G, IMG + LATENT, d / "generator.onnx", f"generator_{shift}")
-        sequential_to_onnx(prior, IMG, d / "prior.onnx", f"prior_{shift}")
+        sequential_to_onnx(G, IMG + args.latent, d / "generator.onnx", f"generator_{name}")
+        sequential_to_onnx(prior, IMG, d / "prior.onnx", f"prior_{name}")
+        if not classic:
+            torch.save(G.state_dict(), d / "generator.pt")
+            torch.save(prior.state_dict(), d / "prior.pt")
         xr = xte[:200].reshape(200, IMG)
         with torch.no_grad():
             mu, lv = prior(torch.from_numpy(xr)).chunk(2, -1)
@@ -266,18 +366,24 @@ def main(argv=None) -> int:
         samples_png(d / "samples.png", shift, prior, G, timg[:6], gen)
         with torch.no_grad():
             sig = (0.5 * prior(torch.from_numpy(timg.reshape(-1, IMG))).chunk(2, -1)[1]).exp().mean(0).numpy()
-        meta = {"shift": shift, "theta_range": list(SHIFTS[shift][1]), "command": cmd.strip(), "seed": seed,
+        meta = {"shift": name, "theta_range": theta_range(shift), "command": cmd.strip(), "seed": seed,
                 "torch_version": torch.__version__, "training_seconds": secs, "epochs": args.epochs_cvae,
-                "generator": f"Linear(792,{args.hidden}), ReLU, Linear({args.hidden},784), Sigmoid; "
+                "generator": f"Linear({IMG + args.latent},{args.hidden}), ReLU, Linear({args.hidden},784), Sigmoid; "
                              "input [x_flat, z]",
-                "prior": "Flatten, Linear(784,64), ReLU, Linear(64,16) -> [mu, log sigma^2]",
-                "latent_dim": LATENT, "prior_sigma_mean_per_dim": [round(float(v), 4) for v in sig],
+                "prior": f"Flatten, Linear(784,64), ReLU, Linear(64,{2 * args.latent}) -> [mu, log sigma^2]",
+                "latent_dim": args.latent, "prior_sigma_mean_per_dim": [round(float(v), 4) for v in sig],
                 "onnx_vs_torch": err, "reconstruction": rec,
                 "robustness_random_sampling": {"meaning": "fraction of the test images whose MLP label is kept "
                                                "by 100 z ~ U(mu ± delta·sigma) (upper bound on verifiable)",
                                                **robust}}
+        if shift in COMBINED:
+            meta["transformation"] = ("experiments/train_shift_models.py affine_combined: scale, shear, rotate "
+                                      "about the centre in one bilinear interpolation; parameters independent, "
+                                      "uniform on theta_range")
+        if not classic:
+            meta["files"] = {f.name: f.stat().st_size for f in sorted(d.iterdir()) if f.suffix in (".onnx", ".pt")}
         (d / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        log(f"{shift}: MAE posterior {rec['mae_G_posterior_mean']:.4f} vs identity {rec['mae_identity_baseline']:.4f}; "
+        log(f"{name}: MAE posterior {rec['mae_G_posterior_mean']:.4f} vs identity {rec['mae_identity_baseline']:.4f}; "
             f"robust (MLP) {[r['fraction_robust_mlp'] for r in robust.values()]}")
     return 0
 
