@@ -70,3 +70,41 @@ def test_area_rows_make_the_latent_box_correct_on_every_leaf(generative_case):
     L, H = split_box(lo, hi, 16)
     assert np.array_equal(lo0, lo) and np.array_equal(hi0, hi)          # the problem's box is left as it was
     assert L.shape[0] == 16 and np.all(L <= H) and np.isclose(np.prod(H - L, 1).sum(), np.prod(hi - lo))
+
+
+def _cex_image(G, C, x, label, lo, hi):
+    """The image of a confirmed counterexample and the (wrong) label the original gives it."""
+    res = verify(generative_problem(G, C, x, label, latent_lower=lo, latent_upper=hi), time_limit=10)
+    assert res.status == "falsified"
+    img = as_network(G).forward(np.concatenate([x, np.asarray(res.counterexample.free_input)]))
+    return img, int(as_network(C).forward(img).argmax())
+
+
+def test_accuracy_budget_refuses_a_change_that_costs_validation_accuracy(generative_case):
+    """Validation = a counterexample image with the original's wrong label: any repair that proves
+    the box must flip it (accuracy 1 -> 0), so max_accuracy_drop=0 refuses the change and returns
+    the original classifier with its verdict; without the budget the same repair goes through."""
+    from cegarnn.repair.spec_loop import Stop
+    prob, G, C, x, label, lo, hi = generative_case(0, 2.0)
+    img, wrong = _cex_image(G, C, x, label, lo, hi)
+    assert wrong != label
+    val = (img[None], np.array([wrong]))
+    free = repair_spec(G, C, [(x, label, lo, hi)], rounds=6, verify_time=10, validation=val)
+    assert free.all_verified and free.stopped is Stop.ALL_VERIFIED and free.accuracy == (1.0, 0.0)
+    held = repair_spec(G, C, [(x, label, lo, hi)], rounds=6, verify_time=10, validation=val,
+                       max_accuracy_drop=0.0)
+    assert held.stopped is Stop.ACCURACY and held.accuracy == (1.0, 1.0)
+    assert held.verdicts == ["falsified"] and not held.repairs
+    assert np.array_equal(held.classifier.forward(img), as_network(C).forward(img))    # unchanged
+    assert held.to_dict()["stopped"] == "ACCURACY"
+
+
+def test_accuracy_budget_bad_input_is_a_clear_error(generative_case):
+    prob, G, C, x, label, lo, hi = generative_case(0, 1.0)
+    p = [(x, label, lo, hi)]
+    with pytest.raises(RepairInputError, match="needs validation"):
+        repair_spec(G, C, p, max_accuracy_drop=0.01)
+    with pytest.raises(RepairInputError, match="fraction"):
+        repair_spec(G, C, p, max_accuracy_drop=5, validation=(np.zeros((1, x.size)), [0]))
+    with pytest.raises(RepairInputError, match="validation images"):
+        repair_spec(G, C, p, validation=(np.zeros((2, x.size + 1)), [0, 1]))

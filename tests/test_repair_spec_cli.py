@@ -49,11 +49,16 @@ def test_cli_repairs_until_every_problem_is_verified(files, capsys):
     before = [verify(generative_problem(files["G"], files["C"], *p[:2], latent_lower=p[2], latent_upper=p[3]),
                      time_limit=20).status for p in files["probs"]]
     assert before == ["falsified", "verified"]
+    x0, lo0 = files["probs"][0][0], files["probs"][0][2]
+    val = files["G"].forward(np.concatenate([np.tile(x0, (3, 1)), np.zeros((3, lo0.size))], 1))
+    np.savez(d / "val.npz", x=val, y=files["C"].forward(val).argmax(1))       # the original is right on all 3
     code, out, err = _cli(capsys, d / "c.onnx", "--spec", d / "spec.npz", "--generator", d / "g.onnx",
-                          "-o", "rounds=6", "-o", "verify_time=10", "--out", d / "out")
+                          "-o", "rounds=6", "-o", "verify_time=10", "--out", d / "out", "--validation", d / "val.npz")
     assert code == 0, out + err
     res = json.loads((d / "out" / "result.json").read_text())
     assert res["verdicts"] == ["verified", "verified"] and res["problems"] == ["10", "11"]
+    assert res["stopped"] == "ALL_VERIFIED" and res["accuracy"][0] == 1.0
+    assert "validation accuracy: 100.00 %" in out
     assert res["first_counterexamples"][0] is not None and res["first_counterexamples"][1] is None
     assert (d / "out" / "before_after.png").stat().st_size > 1000
     # the written classifier (float32 ONNX) is what is verified: an independent run agrees
@@ -76,6 +81,9 @@ def test_cli_repairs_until_every_problem_is_verified(files, capsys):
     (lambda d: ["--spec", d / "spec.npz", "--generator", d / "c.onnx"], "classifier expects"),
     (lambda d: ["--spec", d / "spec.npz", "--generator", d / "g.onnx", "-o", "samples=-1"], "samples must be"),
     (lambda d: ["--spec", d / "spec.npz", "--generator", d / "g.onnx", "-o", "area=maybe"], "area must be"),
+    (lambda d: ["--spec", d / "spec.npz", "--generator", d / "g.onnx", "-o", "max_accuracy_drop=0.01"],
+     "needs validation"),
+    (lambda d: ["--spec", d / "spec.npz", "--generator", d / "g.onnx", "--validation", d / "none.npz"], "none.npz"),
 ])
 def test_bad_spec_input_is_one_error_line(files, capsys, args, message):
     d = files["dir"]

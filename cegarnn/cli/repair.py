@@ -119,7 +119,7 @@ def _cmd_spec(a) -> int:
     if options is None:
         return EXIT_ERROR
     code, _ = run_spec_repair(a.model, a.spec, a.generator, a.prior, a.delta, a.keep, options, a.out,
-                              a.time_limit, echo=lambda s: print(s, flush=True))
+                              a.time_limit, echo=lambda s: print(s, flush=True), validation=a.validation)
     return code
 
 
@@ -151,6 +151,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--generator", help="with --spec: the generator G([x, z]) (.onnx or .pt)")
     r.add_argument("--prior", help="with --spec without latent boxes: x -> (mu, log sigma^2)")
     r.add_argument("--delta", type=float, default=None, help="with --prior: the box mu ± delta·sigma")
+    r.add_argument("--validation", help="with --spec: V.npz with x and y, clean data whose accuracy is reported "
+                                        "(and bounded by -o max_accuracy_drop=0.01)")
     r.add_argument("--list", action="store_true", help="list the repair algorithms and exit")
     r.set_defaults(func=cmd_repair)
     return r

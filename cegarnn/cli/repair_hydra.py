@@ -58,7 +58,8 @@ def repair_from_cfg(cfg, out_default, echo=print):
             print_error("spec=... needs generator=... (conf/repair.yaml)")
             return EXIT_ERROR, None
         return run_spec_repair(cfg.model, cfg.spec, cfg.generator, cfg.get("prior"), cfg.get("delta"),
-                               cfg.get("keep"), options, out, cfg.get("time_limit"), echo=echo)
+                               cfg.get("keep"), options, out, cfg.get("time_limit"), echo=echo,
+                               validation=cfg.get("validation"))
     if cfg.get("inputs") is None:
         print_error("missing inputs=... or spec=... (conf/repair.yaml)")
         return EXIT_ERROR, None

@@ -2,12 +2,14 @@
 generative specifications are verified (:func:`cegarnn.repair.repair_spec`; wiring only).
 
     cegarnn repair CLASSIFIER --spec SPEC.npz --generator G.onnx [--prior P.onnx --delta D]
-                   [--keep K.npz] [-o KEY=VALUE ...] [--out DIR] [--time-limit S]
+                   [--keep K.npz] [--validation V.npz] [-o KEY=VALUE ...] [--out DIR] [--time-limit S]
 
 ``SPEC.npz`` holds the problems "``C(G([x, z]))`` keeps label ``y`` for every ``z`` in the latent
 box": arrays ``x`` (N, ...) and ``y`` (N,), and the boxes ``latent_lower``/``latent_upper``
 (N, k) — or, without them, ``--prior`` (``x -> (mu, log sigma^2)``) and ``--delta`` give
-``mu ± delta·sigma``. Optional ``names`` (N,) label the problems in the outputs.
+``mu ± delta·sigma``. Optional ``names`` (N,) label the problems in the outputs. ``V.npz`` (x, y):
+clean data whose accuracy before/after goes into result.json; ``-o max_accuracy_drop=F`` stops
+the repair before a change that would lower it by more than F (a fraction).
 
 Writes ``DIR/result.json`` (per problem: the verifier's final verdict on the returned
 classifier and its reason; the rounds), ``DIR/repaired.onnx`` (float32) when the classifier
@@ -72,7 +74,8 @@ def load_spec_problems(spec, generator, prior=None, delta=None):
 
 
 def run_spec_repair(model, spec, generator, prior=None, delta=None, keep=None, options: Optional[dict] = None,
-                    out=".", time_limit: Optional[float] = None, echo: Callable[[str], None] = print):
+                    out=".", time_limit: Optional[float] = None, echo: Callable[[str], None] = print,
+                    validation=None):
     """Load, :func:`~cegarnn.repair.repair_spec`, write the outputs (see the module). Returns
     ``(exit code, SpecRepairResult or None)``."""
     from ..network import load_network
@@ -94,6 +97,9 @@ def run_spec_repair(model, spec, generator, prior=None, delta=None, keep=None, o
         if keep is not None:
             kx, ky, _ = load_repair_data(keep)
             keep_pair = (kx, ky)
+        if validation is not None:
+            vx, vy, _ = load_repair_data(validation)
+            opts["validation"] = (vx, vy)
         result = repair_spec(G, C, problems, keep=keep_pair, **opts)
     except (ValueError, OSError) as e:
         print_error(e)
@@ -110,7 +116,9 @@ def run_spec_repair(model, spec, generator, prior=None, delta=None, keep=None, o
     out_dir.mkdir(parents=True, exist_ok=True)
     res_path, net_path, fig_path = out_dir / RESULT_FILE, out_dir / NETWORK_FILE, out_dir / FIGURE_FILE
     res_path.write_text(json.dumps(dict(result.to_dict(), problems=names), indent=1))
-    echo(f"repair_spec: {result.summary()}")
+    echo(f"repair_spec: {result.summary()}; stopped: {result.stopped}")
+    if result.accuracy is not None:
+        echo(f"validation accuracy: {100 * result.accuracy[0]:.2f} % -> {100 * result.accuracy[1]:.2f} %")
     echo(f"result: {res_path}")
     if result.repairs:
         save_onnx(result.classifier, net_path)

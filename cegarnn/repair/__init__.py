@@ -21,7 +21,7 @@ from .finetune import finetune
 from .nnrepair import nnrepair
 from .patch import PatchRegion, PatchResult, patch_repair
 from .registry import REPAIRS, RepairAlgorithm, get_repair
-from .spec_loop import SpecRepairResult, repair_spec
+from .spec_loop import SpecRepairResult, Stop, repair_spec
 from .result import INFEASIBLE, REPAIRED, UNKNOWN, RepairReason, RepairResult, RepairStatus
 
 __all__ = ["finetune", "nnrepair", "area_repair", "repair_spec", "patch_repair", "PatchResult", "PatchRegion",

@@ -7,8 +7,9 @@ counterexamples become images ``G(x, z)`` that the classifier must label correct
 margin); :func:`~.finetune.finetune` changes one classifier layer so that every image collected
 so far gets its label while the clean ``keep`` images keep theirs; then the problems are verified
 again. It stops when every problem is verified, when a round finds no new counterexample (the
-rest are ``unknown``: the same images would give the same change), or after ``rounds`` rounds or
-``time_limit``.
+rest are ``unknown``: the same images would give the same change), after ``rounds`` rounds or
+``time_limit``, or when a change would cost more clean accuracy than ``max_accuracy_drop`` allows
+(measured on ``validation``; that change is not taken). Why it stopped: ``SpecRepairResult.stopped``.
 
 Every round re-verifies every problem (the classifier changed); the generator's bounds are not
 yet reused between rounds. What holds at the end: each problem's entry in ``SpecRepairResult.verdicts`` is the verifier's
@@ -20,6 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 import numpy as np
@@ -30,8 +32,23 @@ from .finetune import finetune
 from .inputs import affine_layer_index, as_network
 from .result import RepairResult
 from .area import margins
+from .check import predictions
 from .spec_area import AreaRows, area_candidate
 from .spec_samples import low_margin_points
+
+
+class Stop(str, Enum):
+    """Why :func:`repair_spec` stopped."""
+
+    ALL_VERIFIED = "every problem verified"
+    ROUNDS = "round limit"
+    TIME = "time limit"
+    NOTHING_NEW = "no new counterexample or sample to learn from"
+    NO_CHANGE = "no layer change meets every collected image and keep image"
+    ACCURACY = "the next change would exceed max_accuracy_drop"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -41,7 +58,9 @@ class SpecRepairResult:
     ``rounds``: per round, the verdict counts, the counterexamples added and the repair's status;
     ``repairs``: the :class:`RepairResult` of every round that changed the classifier;
     ``first_counterexamples`` / ``last_counterexamples``: per problem, the latent point of the
-    first / latest confirmed counterexample (None if the verifier never gave one), for reports."""
+    first / latest confirmed counterexample (None if the verifier never gave one), for reports;
+    ``stopped``: why the loop ended (:class:`Stop`); ``accuracy``: clean accuracy on
+    ``validation`` before and after (None without validation data)."""
 
     classifier: Network
     verdicts: list
@@ -51,6 +70,8 @@ class SpecRepairResult:
     time: float = 0.0
     first_counterexamples: list = field(default_factory=list)
     last_counterexamples: list = field(default_factory=list)
+    stopped: Stop = Stop.ROUNDS
+    accuracy: Optional[tuple] = None
 
     @property
     def all_verified(self) -> bool:
@@ -67,7 +88,8 @@ class SpecRepairResult:
             return None if v is None else [float(t) for t in v]
         return {"all_verified": self.all_verified, "verified": self.verdicts.count("verified"),
                 "problems": len(self.verdicts), "verdicts": list(self.verdicts), "reasons": list(self.reasons),
-                "rounds": [dict(r) for r in self.rounds], "time": self.time,
+                "rounds": [dict(r) for r in self.rounds], "time": self.time, "stopped": self.stopped.name,
+                "accuracy": None if self.accuracy is None else list(self.accuracy),
                 "repairs": [r.status.value for r in self.repairs],
                 "first_counterexamples": [z(v) for v in self.first_counterexamples],
                 "last_counterexamples": [z(v) for v in self.last_counterexamples]}
@@ -81,7 +103,8 @@ class SpecRepairResult:
 def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, margin: float = 0.05,
                 rounds: int = 5, method: str = "cegar", verify_time: float = 10.0,
                 time_limit: Optional[float] = None, area: bool = False, area_margin: float = 0.3,
-                area_leaves: int = 256, area_bounds: str = "crown", samples: int = 8, verbose: bool = False,
+                area_leaves: int = 256, area_bounds: str = "crown", samples: int = 8,
+                validation=None, max_accuracy_drop: Optional[float] = None, verbose: bool = False,
                 **finetune_options) -> SpecRepairResult:
     """Repair ``classifier`` until every problem ``(x, label, latent_lower, latent_upper)`` is
     verified for ``C(G([x, z]))`` (see the module). ``keep=(images, labels)``: clean images whose
@@ -93,7 +116,10 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
     points (:func:`~.spec_samples.low_margin_points`) join the counterexamples (0: only the
     verifier's): for a falsified problem those whose margin is below ``margin``; for one left
     ``unknown`` (no counterexample, no proof) its lowest-margin points, asked a margin that
-    doubles each round it stays unknown, so the bounds get room to prove it. Other keyword options go to :func:`finetune` (e.g. ``norm``)."""
+    doubles each round it stays unknown, so the bounds get room to prove it. ``validation=(images,
+    labels)``: clean data on which ``accuracy`` is measured (float32 export); with
+    ``max_accuracy_drop`` (a fraction, 0.01 = one point) a change that would lower it by more is not
+    taken and the loop stops (``Stop.ACCURACY``). Other keyword options go to :func:`finetune` (e.g. ``norm``)."""
     from ..specs.problem import generative_problem
     from ..verifier import verify
 
@@ -139,6 +165,9 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
 
     if not (isinstance(samples, (int, np.integer)) and samples >= 0):
         raise RepairInputError(f"samples must be an integer >= 0, got {samples!r}")
+    Xv, yv = _validation(validation, C.n_inputs, max_accuracy_drop)
+    acc0 = None if Xv is None else float(np.mean(predictions(C, Xv) == yv))
+    acc = acc0
     for rnd in range(rounds + 1):
         found = sampled = 0
         for i, (x, label, lo, hi) in enumerate(probs):
@@ -170,7 +199,11 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
                 "unknown": verdicts.count("unknown"), "counterexamples_added": found, "samples_added": sampled}
         out.rounds.append(info)
         log(f"round {rnd}: {info}")
-        if all(v == "verified" for v in verdicts) or rnd == rounds or (left() is not None and left() <= 0):
+        if all(v == "verified" for v in verdicts):
+            out.stopped = Stop.ALL_VERIFIED
+            break
+        if rnd == rounds or (left() is not None and left() <= 0):
+            out.stopped = Stop.ROUNDS if rnd == rounds else Stop.TIME
             break
         new = []
         if area:
@@ -184,10 +217,9 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
             W, b = C.layers[-1].dense_W(), C.layers[-1].b
             new = sorted((c for i, c in cands.items() if i not in have and verdicts[i] in area_for),
                          key=lambda c: -float(margins(W, b, c.hl, c.hu, c.label).min()))
-        if not images and not chosen and not new:
+        if (not images and not chosen and not new) or (found + sampled == 0 and not new and out.repairs):
+            out.stopped = Stop.NOTHING_NEW    # the same images and rows would give the same change
             break
-        if found + sampled == 0 and not new and out.repairs:
-            break           # nothing new to learn: the same images and rows would give the same change
         r: RepairResult = fine(C, chosen + new)
         if r.network is None and new:
             # the candidates' rows together (with the keep images) admit no change: the largest
@@ -205,14 +237,46 @@ def repair_spec(generator, classifier, problems, *, keep=None, layer: int = -1, 
             log(f"area rows of {len(new)} new problems kept")
         info["repair"] = r.status.value
         info["area_problems"] = len(chosen) + (len(new) if r.network is not None else 0)
-        out.repairs.append(r)
         if r.network is None:
+            out.repairs.append(r)
+            out.stopped = Stop.NO_CHANGE
             break
+        if Xv is not None:
+            acc_new = float(np.mean(predictions(r.network, Xv) == yv))
+            info["accuracy"] = acc_new
+            if max_accuracy_drop is not None and acc0 - acc_new > max_accuracy_drop:
+                log(f"change not taken: accuracy {acc_new:.4f} (was {acc0:.4f})")
+                out.stopped = Stop.ACCURACY
+                break
+            acc = acc_new
+        out.repairs.append(r)
         chosen += new
         C = r.network
         out.classifier = C
+    out.accuracy = None if acc0 is None else (acc0, acc)
     out.time = time.perf_counter() - t0
     return out
+
+
+def _validation(validation, n_inputs: int, max_drop):
+    """``(images (N, n_inputs), labels (N,))`` or (None, None); checks ``max_accuracy_drop`` needs it."""
+    if max_drop is not None and not (isinstance(max_drop, (int, float)) and 0 <= max_drop < 1):
+        raise RepairInputError(f"max_accuracy_drop must be a fraction in [0, 1), got {max_drop!r}")
+    if validation is None:
+        if max_drop is not None:
+            raise RepairInputError("max_accuracy_drop needs validation=(images, labels)")
+        return None, None
+    try:
+        X, y = validation
+    except (TypeError, ValueError):
+        raise RepairInputError("validation must be a pair (images, labels)") from None
+    X = np.asarray(X, dtype=np.float64)
+    X = X.reshape(len(X), -1)
+    y = np.asarray(y).reshape(-1)
+    if X.shape[1] != n_inputs or len(X) != len(y) or not len(y):
+        raise RepairInputError(f"validation images must be N x {n_inputs} with N labels (N > 0), "
+                               f"got {X.shape} and {y.shape}")
+    return X, y.astype(np.int64)
 
 
 def _centres(G, probs, cands):
@@ -225,4 +289,4 @@ def _centres(G, probs, cands):
     return out
 
 
-__all__ = ["repair_spec", "SpecRepairResult"]
+__all__ = ["repair_spec", "SpecRepairResult", "Stop"]
