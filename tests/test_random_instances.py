@@ -101,3 +101,32 @@ def test_exact_min_is_sound_and_tight_on_a_fresh_seed():
     rng = np.random.default_rng(0)
     m = ri.margins(b, ri._uniform(rng, b.lower, b.upper, 5000))
     assert m.min() >= res["L"]
+
+
+def test_bench_runs_any_registered_method_name():
+    """experiments/bench_random_instances.py: every name of METHODS gets its options (from
+    conf/verifier/<name>.yaml when it exists, else the defaults); cegar-<policy> is cegar with
+    that policy; an unknown name is an error naming the registered ones."""
+    bench = pytest.importorskip("bench_random_instances")
+    from cegarnn.verifier.methods import METHODS
+    for name in METHODS:
+        base, opts = bench.options_for(name, 7.0)
+        assert base == name and opts.time_limit == 7.0 and opts.bounds == "auto"
+    base, opts = bench.options_for("cegar-input", 3.0, {"top_k": 5})
+    assert base == "cegar" and opts.policy == "input" and opts.top_k == 5
+    with pytest.raises(ValueError, match="registered"):
+        bench.options_for("no-such-method", 3.0)
+    assert bench.parse_overrides(["bounds=ir-crown", "top_k=3", "attack=false"]) == \
+        {"bounds": "ir-crown", "top_k": 3, "attack": False}
+
+
+def test_bench_before_after_table():
+    bench = pytest.importorskip("bench_random_instances")
+    row = lambda m, known, status, t: {"method": m, "known": known, "status": status, "time": str(t),
+                                       "verdict_vs_known": "correct" if status == known else "undecided"}
+    before = [row("cegar", "verified", "unknown", 30), row("cegar", "falsified", "falsified", 0.5)]
+    after = [row("cegar", "verified", "verified", 0.2), row("cegar", "falsified", "falsified", 0.1),
+             row("neuron-bab", "verified", "unknown", 30)]
+    lines = bench.comparison(before, after)
+    assert lines[2] == "| cegar | 1/2 | 1 | **0** | – | 0.50 / 0.50 | 2/2 | 2 | **0** | 0.20 / 0.20 | 0.10 / 0.10 |"
+    assert lines[3].startswith("| neuron-bab | – | – | – | – | – | 0/1 | 0 | **0** |")
