@@ -8,11 +8,10 @@ For each tree and repetition it measures, each in a fresh process:
       patches that one method, the same for both trees; `cegarnn vnnlib --log-level debug` logs
       the same moment in the current tree);
   (c) total: wall of the whole command (it also runs the deferred conversion check, etc.).
-Configurations: the default bounds (auto: CROWN / alpha-CROWN through auto_LiRPA, i.e. torch),
-``-o bounds=interval`` (no torch anywhere on the path in the new tree) and, in this tree only,
-``numpy-crown``: the wrapper routes the run's bounds to the numpy CROWN of ``cegarnn.bounds.crown``
-(work in progress of another helper, not yet a provider of ``compute_bounds``) — a stand-in for
-the first bound once that provider exists; its totals and verdicts are not this tree's.
+Configurations: the default bounds (``bounds='auto'``: in this tree our numpy CROWN, ``ir-crown``,
+for the input policy and for the segments policy's root box, then auto_LiRPA alpha-CROWN on that
+box only when CROWN does not prove it; in the previous commit auto_LiRPA CROWN / alpha-CROWN, i.e.
+torch), ``-o bounds=crown`` (auto_LiRPA's CROWN, asked for explicitly) and ``-o bounds=interval``.
 
     .venv/bin/python experiments/bench_startup.py --old /tmp/old --reps 3
     (git archive HEAD | tar -x -C /tmp/old   makes the old tree)
@@ -39,9 +38,8 @@ INSTANCES = [      # (network, property) relative to BENCH: small, decided quick
     ("mnistfc/mnist-net_256x6.onnx", "mnistfc/prop_2_0.03.vnnlib"),      # unsat
     ("eran/nets/ffnnSIGMOID__Point_6x200.onnx", "eran/specs/mnist/mnist_spec_idx_7167_eps_0.01200.vnnlib"),  # sigmoid
 ]
-CONFIGS = {"default": [], "interval": ["-o", "bounds=interval"],
-           "numpy-crown": ["--numpy-crown"]}     # this tree only, when cegarnn.bounds.crown is there
-NEW_ONLY = {"numpy-crown"}
+CONFIGS = {"default": [], "crown": ["-o", "bounds=crown"], "interval": ["-o", "bounds=interval"]}
+NEW_ONLY: set = set()
 
 WRAPPER = r"""
 import sys, time
@@ -57,14 +55,6 @@ def bounds(self, *a, **k):
         _done.append(1)
         print(f"FIRST_BOUND {t!r} {time.time()!r}", file=sys.stderr, flush=True)
 context.RunContext.bounds = bounds
-if "--numpy-crown" in sys.argv:          # stand-in: the work-in-progress numpy CROWN (cegarnn.bounds.crown)
-    sys.argv.remove("--numpy-crown")
-    from cegarnn.bounds.crown import BatchBounder
-    _bounders = {}
-    def compute_bounds(net, lo, hi, method="crown", **kw):
-        b = _bounders.setdefault(id(net), BatchBounder(net, backend="numpy"))
-        return b.bounds(lo, hi)[0]
-    context.compute_bounds = compute_bounds
 from cegarnn.cli.commands import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -102,10 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=10.0, help="--timeout of each cegarnn vnnlib run")
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "issue15")
-    ap.add_argument("--no-numpy-crown", dest="numpy_crown", action="store_false",
-                    help="skip the numpy-CROWN stand-in configuration")
     a = ap.parse_args(argv)
-    a.numpy_crown = a.numpy_crown and (ROOT / "cegarnn" / "bounds" / "crown" / "__init__.py").is_file()
     if not BENCH.is_dir():
         print(f"skipped: {BENCH} not found")
         return 0
@@ -117,7 +104,7 @@ def main(argv=None) -> int:
                          "import_s": run_import(tree)})
             for net, prop in INSTANCES:
                 for config, extra in CONFIGS.items():
-                    if config in NEW_ONLY and (label != "new" or not a.numpy_crown):
+                    if config in NEW_ONLY and label != "new":
                         continue
                     r = run_instance(tree, net, prop, extra, a.timeout)
                     rows.append({"tree": label, "config": config, "instance": f"{net} {prop}", "rep": rep, **r})
@@ -157,7 +144,8 @@ def report(rows, a, trees) -> str:
            f"--reps {a.reps} --timeout {a.timeout:g}`; medians of {a.reps} runs, seconds from spawning the process.",
            "", "Columns: *first bound* = when the first bound call starts (imports, ONNX load, attack done) / "
            "when it returns (the first call also imports torch + auto_LiRPA where the provider needs them); "
-           "*total* = wall of the whole command.", "",
+           "*total* = wall of the whole command. *default* = `bounds='auto'` (this tree: our numpy CROWN first; "
+           "the previous commit: auto_LiRPA), *crown* = auto_LiRPA CROWN asked for explicitly.", "",
            "## (a) Import of the CLI (`python -c \"import cegarnn.cli.commands\"`)", "",
            "| tree | median s |", "|---|---|"]
     for label, _ in trees:
@@ -176,6 +164,18 @@ def report(rows, a, trees) -> str:
                 out.append(f"| `{Path(net).name}` `{Path(prop).name}` | {config} | {labels[label]} | "
                            f"{_med(sel, 'first_bound_start_s')} | {_med(sel, 'first_bound_end_s')} | "
                            f"{_med(sel, 'total_s')} | {verdicts} |")
+    out += ["", "## (d) Sum over the instances of the median total", "", "| bounds | tree | sum of totals (s) |",
+            "|---|---|---|"]
+    for config in CONFIGS:
+        for label, _ in trees:
+            meds = []
+            for net, prop in INSTANCES:
+                sel = [r["total_s"] for r in rows if r["tree"] == label and r["config"] == config
+                       and r["instance"] == f"{net} {prop}"]
+                if sel:
+                    meds.append(statistics.median(sel))
+            if meds:
+                out.append(f"| {config} | {labels[label]} | {sum(meds):.2f} |")
     return "\n".join(out) + "\n"
 
 

@@ -281,6 +281,24 @@ def test_numpy_equals_torch(dtype, tol, torch1):
         assert_contains(b, 0, net.forward_all(X))
 
 
+@pytest.mark.parametrize("acts", [("relu", "sigmoid", "relu"), ("sigmoid", "relu", "relu")])
+def test_fused_numpy_steps_equal_step_by_step_torch(acts, torch1):
+    # the numpy-only fused steps (ReLU folded below a sigmoid: fused_act_step; sparse rows through a
+    # sparse layer: sparse_shared_step) give the bounds of the plain step-by-step torch pass
+    rng = np.random.default_rng(37)
+    net = random_net(rng, [6, 20, 16, 14, 3], acts, sparse_layers=(1, 2))
+    lo, hi = boxes(rng, 6, 6, width=0.8)
+    C = rng.normal(size=(2, 3))
+    a, sa = BatchBounder(net).bounds(lo, hi, objective=C)
+    b, sb = BatchBounder(net, backend="torch").bounds(lo, hi, objective=C)
+    for i in range(len(a.lower)):
+        assert np.allclose(a.lower[i], b.lower[i], atol=1e-8, rtol=0)
+        assert np.allclose(a.upper[i], b.upper[i], atol=1e-8, rtol=0)
+    assert np.allclose(sa.objective_lower, sb.objective_lower, atol=1e-8)
+    for k in range(2):
+        assert_contains(a, k, net.forward_all(samples(rng, lo[k], hi[k], n=1000)))
+
+
 def test_batch_equals_single_calls():
     rng = np.random.default_rng(41)
     net = random_net(rng, [4, 12, 10, 3], ("relu", "tanh"), sparse_layers=(1,))

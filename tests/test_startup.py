@@ -81,12 +81,23 @@ def test_interval_run_imports_no_torch_and_onnxruntime_only_after_the_first_boun
     assert "onnxruntime" in seen["end"]                       # the conversion check, before the answer
 
 
-def test_default_run_imports_torch_only_for_the_bounds(tiny_onnx, tmp_path):
+def test_default_run_imports_no_torch(tiny_onnx, tmp_path):
+    # bounds='auto' is our numpy CROWN ('ir-crown'): neither torch nor auto_LiRPA is ever imported
     net, prop = _tiny_instance(tiny_onnx, tmp_path, "(or (>= Y_0 1000) (<= Y_1 -1000))")
     out = tmp_path / "res.txt"
     seen = _probe(["vnnlib", net, prop, "--timeout", "30", "--out", out])
     assert read_result(out)[0] == "unsat"
     assert "torch" not in seen["first_bound"] and "onnxruntime" not in seen["first_bound"]
+    assert "torch" not in seen["end"] and "auto_LiRPA" not in seen["end"]
+
+
+def test_explicit_crown_still_means_auto_lirpa(tiny_onnx, tmp_path):
+    pytest.importorskip("torch")
+    net, prop = _tiny_instance(tiny_onnx, tmp_path, "(or (>= Y_0 1000) (<= Y_1 -1000))")
+    out = tmp_path / "res.txt"
+    seen = _probe(["vnnlib", net, prop, "--timeout", "30", "--out", out, "-o", "bounds=crown"])
+    assert read_result(out)[0] == "unsat"
+    assert "auto_LiRPA" in seen["end"]
 
 
 def test_sat_from_the_numpy_attack_is_confirmed_on_onnxruntime(tiny_onnx, tmp_path):
@@ -138,3 +149,42 @@ def test_mnistfc_verdicts_unchanged(prop, verdict, tmp_path, capsys):
     main(["vnnlib", str(MNISTFC / "mnist-net_256x2.onnx"), str(MNISTFC / prop), "--timeout", "120",
           "--out", str(out)])
     assert read_result(out)[0] == verdict
+
+
+# --------------------------------------------------------------------------- the default bounds provider
+def _context(policy: str, eps: float, seed: int = 5):
+    from cegarnn.network import Affine, Network, ReLU, Sigmoid
+    from cegarnn.specs.problem import classification_problem
+    from cegarnn.verifier.context import RunContext
+    from cegarnn.verifier.options import Options
+    rng = np.random.default_rng(seed)
+    net = Network((Affine(rng.normal(size=(12, 6)), rng.normal(size=12)), ReLU(),
+                   Affine(rng.normal(size=(10, 12)) / 3, rng.normal(size=10)), Sigmoid(),
+                   Affine(rng.normal(size=(3, 10)), rng.normal(size=3))), (6,))
+    x = rng.random(6)
+    label = int(np.argmax(net.forward(x[None])[0]))
+    prob = classification_problem(net, x, label, eps)
+    return RunContext.create(prob, "cegar", Options(bounds="auto", policy=policy)), prob
+
+
+@pytest.mark.parametrize("policy", ["input", "segments"])
+def test_auto_bounds_are_our_crown_when_it_proves(policy):
+    ctx, prob = _context(policy, eps=1e-4)
+    b = ctx.bounds(prob.lower, prob.upper)
+    assert b.method == "ir-crown" and ctx.proved(b)
+    assert ctx.resolve_bounds("crown") == "crown" and ctx.resolve_bounds("alpha-crown") == "alpha-crown"
+
+
+def test_auto_bounds_segments_root_adds_alpha_where_crown_does_not_prove():
+    pytest.importorskip("torch")
+    from cegarnn.verifier import context
+    ctx, prob = _context("segments", eps=1.0)
+    crown = ctx.bounder("ir-crown").bounds(prob.lower, prob.upper)[0]
+    assert not ctx.proved(crown)
+    b = ctx.bounds(prob.lower, prob.upper)
+    assert b.method != "ir-crown" and context.AUTO_SEGMENTS_ALPHA in ("alpha-crown", "ir-alpha-crown")
+    for lo_c, lo_b, up_c, up_b in zip(crown.lower, b.lower, crown.upper, b.upper):
+        assert np.all(lo_b >= lo_c) and np.all(up_b <= up_c)        # never looser than CROWN
+    X = prob.lower + np.random.default_rng(0).random((2000, 6)) * (prob.upper - prob.lower)
+    for v, lo_b, up_b in zip(ctx.spec_net.forward_all(X), b.lower, b.upper):
+        assert np.all(v >= lo_b - 1e-9) and np.all(v <= up_b + 1e-9)

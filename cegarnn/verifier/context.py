@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -21,6 +21,10 @@ from .result import Counterexample, Result, Stats, Verdict
 
 
 log = logging.getLogger("cegarnn.verifier")
+
+#: what ``bounds='auto'`` adds on the segments policy's root box when our CROWN does not prove it
+#: (measured in experiments/results/issue15/bench_bounds.root.md; docs/BOUNDS.md)
+AUTO_SEGMENTS_ALPHA = "alpha-crown"
 
 
 class TimeLimit(Exception):
@@ -41,6 +45,7 @@ class RunContext:
     sig_layers: list                 # indices of sigmoid/tanh layers
     exec_net: Network                # problem.network with layers aligned to spec_net's (for the padding)
     policy: str = "input"            # resolved refinement policy: 'input' or 'segments'
+    bounders: dict = field(default_factory=dict, repr=False)   # our BatchBounders of spec_net, by method
 
     @classmethod
     def create(cls, problem: Problem, method: str, opts: Options) -> "RunContext":
@@ -86,16 +91,50 @@ class RunContext:
 
     # ----------------------------------------------------------------- bounds and what a proof needs
     def bounds(self, lo: np.ndarray, hi: np.ndarray, method: Optional[str] = None) -> LayerBounds:
-        method = method or self.opts.bounds
-        if method == "auto":
-            method = "crown" if self.policy == "input" else "alpha-crown"
+        method = self.resolve_bounds(method or self.opts.bounds)
         t = time.perf_counter()
         with self.timed("bounds"):
-            b = compute_bounds(self.spec_net, lo, hi, method=method)
+            b = self._bounds_of(lo, hi, method)
+        if method == "ir-crown" and self.policy == "segments" and self.opts.bounds == "auto" \
+                and not np.all(self.proved(b)):
+            # segments policy: the root box gets the optimised slopes when CROWN does not prove it
+            with self.timed("bounds"):
+                b = _intersect(b, self._bounds_of(lo, hi, AUTO_SEGMENTS_ALPHA))
         if not self.stats.boxes_bounded:        # start-up measurements (experiments/bench_startup.py)
             log.debug("first bound (%s) of %s took %.6f s", method, self.problem.name, time.perf_counter() - t)
         self.stats.boxes_bounded += lo.shape[0] if lo.ndim == 2 else 1
         return b
+
+    def resolve_bounds(self, method: str) -> str:
+        """The provider behind ``method``: ``'auto'`` is our numpy CROWN (``'ir-crown'``, no torch
+        import; on the segments policy followed by :data:`AUTO_SEGMENTS_ALPHA` where it does not
+        prove the box); any other name (``'crown'``/``'alpha-crown'``: auto_LiRPA) is kept."""
+        return "ir-crown" if method == "auto" else method
+
+    def _bounds_of(self, lo, hi, method: str) -> LayerBounds:
+        if method == "ir-crown":
+            return self.bounder(method).bounds(lo, hi)[0]
+        if method == "ir-alpha-crown":
+            eye = np.eye(self.spec_net.n_outputs)
+            try:
+                b, st = self.bounder(method).bounds(lo, hi, objective=eye, alpha=True)
+            except (RuntimeError, ValueError, IndexError, KeyError) as exc:    # costs tightness only
+                log.warning("our alpha-CROWN failed (%r); using CROWN", exc)
+                return self.bounder("ir-crown").bounds(lo, hi)[0]
+            obj = st.objective_lower if b.lower[-1].ndim == 2 else st.objective_lower[0]
+            return LayerBounds(b.lower[:-1] + [np.maximum(b.lower[-1], obj)], list(b.upper), b.method)
+        return compute_bounds(self.spec_net, lo, hi, method=method)
+
+    def bounder(self, method: str):
+        """Our :class:`~cegarnn.bounds.crown.BatchBounder` of ``spec_net`` for an ``IR_METHODS`` name
+        (built once per run: weights and caches are reused across calls)."""
+        if method not in self.bounders:
+            from ..bounds.crown import BatchBounder
+            if method == "ir-alpha-crown":
+                self.bounders[method] = BatchBounder(self.spec_net, backend="torch", intermediate="unstable")
+            else:
+                self.bounders[method] = BatchBounder(self.spec_net, backend="numpy")
+        return self.bounders[method]
 
     def padding(self, bounds: LayerBounds) -> np.ndarray:
         """Per stacked unsafe row (and per box of a batch): how far ``C_i y`` of the model as executed
@@ -133,3 +172,9 @@ class RunContext:
         pad = self.padding(bounds) if pad is None else pad
         lb = self.problem.unsafe.disjunct_lower_bounds(bounds.lower[-1] - pad)
         return [int(j) for j in np.argsort(lb, kind="stable") if lb[j] <= self.opts.tol]
+
+
+def _intersect(a: LayerBounds, b: LayerBounds) -> LayerBounds:
+    """Both sound: their intersection, value by value (named after the second)."""
+    return LayerBounds([np.maximum(x, y) for x, y in zip(a.lower, b.lower)],
+                       [np.minimum(x, y) for x, y in zip(a.upper, b.upper)], b.method)

@@ -150,6 +150,28 @@ def shared_step(ops: Ops, weights: Weights, network: Network, i: int, A, c, rela
     return out[..., :m], c + out[..., m]
 
 
+def sparse_shared_step(weights: Weights, i: int, A, c, relax):
+    """:func:`shared_step` for scipy-sparse rows ``A`` (R, n) when affine ``i-1`` is sparse too
+    (numpy): the relaxed rows of every box, ``A+ diag(kl_b) + A- diag(ku_b)``, keep ``A``'s
+    pattern, so they are stacked into one sparse (B R, n) matrix and multiplied by the sparse
+    ``W_{i-1}``: the cost follows the nonzeros, not B n m. Returns dense (B, R, m), (B, R)."""
+    kl, cl, ku, cu = (t[:, 0, :] for t in relax)
+    B = kl.shape[0]
+    A = A.tocsr()
+    R, n = A.shape
+    d, ind = A.data, A.indices
+    pos = d > 0
+    nnz = len(d)
+    ptr = np.append((A.indptr[:-1][None] + nnz * np.arange(B)[:, None]).ravel(), B * nnz)
+    cols = np.tile(ind, B)
+    slope = sp.csr_matrix(((d * np.where(pos, kl[:, ind], ku[:, ind])).ravel(), cols, ptr), shape=(B * R, n))
+    const = sp.csr_matrix(((d * np.where(pos, cl[:, ind], cu[:, ind])).ravel(), cols, ptr), shape=(B * R, n))
+    c = c + (const @ np.ones(n) + slope @ weights.b[i - 1]).reshape(B, R)
+    out = slope @ weights.W[i - 1]
+    out = out.toarray() if sp.issparse(out) else np.asarray(out)
+    return out.reshape(B, R, -1), c
+
+
 def _fusable(ops, network: Network, i: int, A) -> bool:
     """Affine i <- ReLU i-1 <- Affine i-2 with few inputs, rows per box (numpy)."""
     L = network.layers
@@ -186,6 +208,75 @@ def fused_step(ops: Ops, weights: Weights, i: int, A, c, relax, cache: dict):
     return out, c
 
 
+def _act_fusable(ops, network: Network, i: int, A) -> bool:
+    """Activation i (not ReLU) <- affine i-1 <- ReLU i-2 <- affine i-3 with few inputs (numpy)."""
+    L = network.layers
+    return (not ops.torch and i >= 3 and not isinstance(L[i], (Affine, ReLU)) and isinstance(L[i - 1], Affine)
+            and isinstance(L[i - 2], ReLU) and isinstance(L[i - 3], Affine)
+            and L[i - 3].in_size <= SHARED_STEP_MAX_OUT)
+
+
+def _act_cache(weights: Weights, i: int, relax, relax_relu):
+    """What :func:`fused_act_step` needs for one batch (fixed relaxations): per box ``b``,
+    ``Y_u[b] = [diag(ku_b) X_b | cu_b]`` and ``D[b] = [diag(kl_b - ku_b) X_b | cl_b - cu_b]``,
+    stored (n, B, K), with ``X_b = [M_b | v_b | W[:, U_b]]``: ``M_b, v_b`` the affine map through
+    the ReLU neurons that are linear in box b (folded with the affine layer below), ``U_b`` the
+    others (padded to the batch's maximum count with a zero column)."""
+    Wm, bm = weights.dense(i - 1), weights.b[i - 1]           # (n, h)
+    Wp, bp = weights.dense(i - 3), weights.b[i - 3]           # (h, p)
+    rl = tuple(t[:, 0, :] for t in relax_relu)                # (B, h) each
+    lin = (rl[0] == rl[2]) & (rl[1] == rl[3])
+    k, cst = np.where(lin, rl[0], 0.0), np.where(lin, rl[1], 0.0)
+    B, h = k.shape
+    n, p = Wm.shape[0], Wp.shape[1]
+    Q = np.concatenate([k[:, :, None] * Wp[None], (k * bp + cst)[:, :, None]], 2)      # (B, h, p + 1)
+    MQ = (Wm @ Q.transpose(1, 0, 2).reshape(h, B * (p + 1))).reshape(n, B, p + 1)   # (n, B, p + 1)
+    MQ[:, :, p] += bm[:, None]
+    u = int((~lin).sum(axis=1).max()) if B else 0
+    idx = np.argsort(lin, axis=1, kind="stable")[:, :u]       # unstable neurons first
+    valid = ~np.take_along_axis(lin, idx, 1)                  # (B, u)
+    idx = np.where(valid, idx, h)                             # padding -> the zero column h
+    W0 = np.concatenate([Wm, np.zeros((n, 1))], 1)
+    WU = W0[:, idx]                                           # (n, B, u)
+    K = p + u + 2
+    kl, cl, ku, cu = (t[:, 0, :].T[:, :, None] for t in relax)          # (n, B, 1)
+    dk = kl - ku
+    Yu, D = np.empty((n, B, K)), np.empty((n, B, K))
+    for out, kk in ((Yu, ku), (D, dk)):
+        np.multiply(MQ, kk, out=out[:, :, :p + 1])
+        np.multiply(WU, kk, out=out[:, :, p + 1:K - 1])
+    Yu[:, :, K - 1] = cu[:, :, 0]
+    D[:, :, K - 1] = (cl - cu)[:, :, 0]
+    relax_u = tuple((np.take_along_axis(t, np.minimum(idx, h - 1), 1) * valid)[:, None, :] for t in rl)
+    WpU = np.concatenate([Wp, np.zeros((1, p))])[idx]       # (B, u, p)
+    bpU = np.concatenate([bp, [0.0]])[idx]                  # (B, u)
+    return Yu, D, relax_u, WpU, bpU, p, u
+
+
+def fused_act_step(ops: Ops, i: int, A, c, cache_entry):
+    """Backward through activation ``i``, affine ``i-1``, ReLU ``i-2`` and affine ``i-3`` (p
+    inputs) at once for rows ``A`` (R, n) shared (dense or scipy-sparse) or (B, R, n):
+    ``A Y_u + A+ D`` (``= A+ Y_l + A- Y_u``, see :func:`_act_cache`) gives the coefficients of the input through the
+    ReLU neurons linear in each box, the constant, and the rows ``lam`` at the other ReLU
+    neurons, which take the ordinary ReLU step. Exact: the same bound as step by step."""
+    Yu, D, relax_u, WpU, bpU, p, u = cache_entry
+    n, B, K = Yu.shape
+    if A.ndim == 2 or sp.issparse(A):
+        pos = A.maximum(0) if sp.issparse(A) else np.maximum(A, 0.0)
+        out = A @ Yu.reshape(n, B * K) + pos @ D.reshape(n, B * K)
+        out = np.asarray(out).reshape(-1, B, K).transpose(1, 0, 2)                # (B, R, K)
+    else:
+        out = A @ Yu.transpose(1, 0, 2)
+        out += np.maximum(A, 0.0) @ D.transpose(1, 0, 2)                          # (B, R, K)
+    coeff = out[..., :p]
+    c = c + out[..., p] + out[..., K - 1]
+    if u:
+        lam, c = activation_step(ops, np.ascontiguousarray(out[..., p + 1:K - 1]), c, relax_u)
+        c = c + (lam @ bpU[:, :, None])[..., 0]
+        coeff = coeff + lam @ WpU
+    return coeff, c
+
+
 def backward(ops: Ops, weights: Weights, network: Network, top: int, A, c, relax_of, center, radius,
              cache: dict | None = None):
     """Lower bounds (B, R) of ``A v_top + c`` over the input boxes (``center ± radius``, (B, n0)),
@@ -195,6 +286,13 @@ def backward(ops: Ops, weights: Weights, network: Network, top: int, A, c, relax
     i = top - 1
     while i >= 0:
         layer = network.layers[i]
+        if cache is not None and i >= 3 and _act_fusable(ops, network, i, A) and relax_of(i)[0].shape[1] == 1 \
+                and relax_of(i - 2)[0].shape[1] == 1:
+            if ("act", i) not in cache:
+                cache[("act", i)] = _act_cache(weights, i, relax_of(i), relax_of(i - 2))
+            A, c = fused_act_step(ops, i, A, c, cache[("act", i)])
+            i -= 4
+            continue
         if cache is not None and isinstance(layer, Affine) and _fusable(ops, network, i, A) \
                 and relax_of(i - 1)[0].shape[1] == 1:
             A, c = fused_step(ops, weights, i, A, c, relax_of(i - 1), cache)
@@ -205,6 +303,11 @@ def backward(ops: Ops, weights: Weights, network: Network, top: int, A, c, relax
             A = weights.right(i, A)
         else:
             relax = relax_of(i)
+            if not ops.torch and sp.issparse(A) and i > 0 and relax[0].shape[1] == 1 \
+                    and isinstance(network.layers[i - 1], Affine) and sp.issparse(weights.W[i - 1]):
+                A, c = sparse_shared_step(weights, i, A, c, relax)
+                i -= 2
+                continue
             if A.ndim == 2 and i > 0 and relax[0].shape[1] == 1 and isinstance(network.layers[i - 1], Affine) \
                     and (sp.issparse(A) or network.layers[i - 1].in_size <= SHARED_STEP_MAX_OUT):
                 A, c = shared_step(ops, weights, network, i, A, c, relax)
