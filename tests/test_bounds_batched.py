@@ -398,3 +398,27 @@ def test_bad_input_raises_clear_errors():
         BatchBounder(net, backend="jax")
     with pytest.raises(ValueError, match="intermediate"):
         BatchBounder(net, intermediate="some")
+
+
+def test_alpha_with_unstable_mode_when_a_relu_layer_has_no_unstable_neuron():
+    """'unstable' leaves stable ReLU inputs to interval bounds; alpha-CROWN must still bound them
+    (it raised KeyError for a missing widening tolerance). Bounds contain sampled values."""
+    import torch
+    from torch import nn
+
+    from cegarnn.bounds.crown import BatchBounder
+    from cegarnn.network import from_torch
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    net = from_torch(model, (4,))
+    x = np.random.default_rng(0).random(4)
+    lo, hi = (x - 0.001)[None], (x + 0.001)[None]
+    C = np.eye(3)[None]
+    b, st = BatchBounder(net, intermediate="unstable").bounds(lo, hi, objective=C, alpha=True, iterations=3)
+    pts = lo + (hi - lo) * np.random.default_rng(1).random((500, 4))
+    y = net.forward(pts)
+    assert np.all(y >= b.lower[-1] - 1e-9) and np.all(y <= b.upper[-1] + 1e-9)
+    assert np.all(y.min(0) >= st.objective_lower[0] - 1e-9)

@@ -15,7 +15,7 @@ VERIFIER = Path(__file__).resolve().parents[1] / "cegarnn" / "verifier"
 
 
 def test_registry_names_and_promises():
-    assert list(METHODS) == ["cegar", "lp", "milp-fixed", "crown", "bab-crown", "marabou"]
+    assert list(METHODS) == ["cegar", "lp", "milp-fixed", "crown", "bab-crown", "neuron-bab", "marabou"]
     for name, m in METHODS.items():
         assert isinstance(m, Method) and callable(m.run)
         doc = m.doc.lower()

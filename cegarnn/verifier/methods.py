@@ -15,6 +15,7 @@ from . import marabou as _marabou
 from .box_solve import BoxKind, solve_box
 from .branching import branch_and_refine
 from .context import RunContext, TimeLimit
+from .neuron_bab import neuron_branch_and_bound
 from .result import FALSIFIED, UNKNOWN, VERIFIED, Reason, Result
 
 
@@ -88,6 +89,19 @@ def bab_crown(ctx: RunContext) -> Result:
     return branch_and_refine(ctx, use_solver=False, split_allowed=True)
 
 
+def neuron_bab(ctx: RunContext) -> Result:
+    """Branch and bound over subproblems (input box + neuron splits: ReLU phases, sigmoid/tanh
+    segments split at the candidate's pre-activation) bounded in batches by our own CROWN
+    (alpha-CROWN at the root, warm-started alpha-CROWN everywhere with ``bounds=alpha-crown``);
+    input or neuron split chosen per subproblem by measured progress; LP/MILP on pure-ReLU leaves
+    with few unstable neurons within ``solver_time_share``. docs/NEURON_BAB.md.
+
+    Sound (every leaf infeasible or above tol + its own execution padding). Complete in the limit
+    for ReLU networks up to the padding (all ReLUs fixed, then input bisection); with sigmoids as
+    input splitting. Requires torch for alpha-CROWN (``bounds=crown`` does without)."""
+    return neuron_branch_and_bound(ctx)
+
+
 def marabou(ctx: RunContext) -> Result:
     """The Marabou SMT solver on the whole box as one query, the unsafe region grown by the
     box's execution padding (from CROWN bounds) so that an ``unsat`` covers the executed model;
@@ -140,6 +154,7 @@ METHODS: dict[str, Method] = {
     "milp-fixed": Method(milp_fixed, sound=True, complete=False),
     "crown": Method(crown, sound=True, complete=False),
     "bab-crown": Method(bab_crown, sound=True, complete=True),
+    "neuron-bab": Method(neuron_bab, sound=True, complete=True),
     "marabou": Method(marabou, sound=False, complete=False, needs=_maraboupy_missing),
 }
 DEFAULT_METHOD = "cegar"

@@ -370,11 +370,13 @@ class Combiner:
         else:
             il, iu = activation_interval(layer, pl, pu)
             err = activation_error(layer, self.err[k], pl, pu, self.precision)
-        if raw is not None:
+        if raw is not None or (isinstance(layer, Affine) and k + 1 < len(self.network.layers)):
+            # tol also for a value left to interval bounds ('unstable' mode): alpha-CROWN bounds it later
             scale = np.asarray(_abs(layer.W) @ mag.T).T + np.abs(layer.b) if isinstance(layer, Affine) else mag
+            self.tol[k + 1] = widen(0.0, 0.0, scale)[1] + err
+        if raw is not None:
             cl, cu = widen(raw[0], raw[1], scale)
             cl, cu = cl - err, cu + err
-            self.tol[k + 1] = widen(0.0, 0.0, scale)[1] + err
             nl, nu = np.fmax(cl, il), np.fmin(cu, iu)
             bad = nl > nu           # CROWN disjoint from interval: only on an empty subproblem
             self.infeasible |= bad.any(axis=1)

@@ -1,0 +1,317 @@
+"""Neuron-level branch and bound on our own batched bounds (issue 15, items 2 and 3).
+
+A subproblem (:class:`~.neuron_split.Sub`) is an input box plus neuron splits: ReLU phases fixed
+active/inactive, sigmoid/tanh pre-activations restricted to a segment ``[a, b]``. Batches of
+subproblems are bounded by :class:`cegarnn.bounds.crown.BatchBounder` with the spec network's
+margin rows as the objective. Per batch::
+
+    bound (CROWN; alpha-CROWN at the root, or everywhere with bounds='alpha-crown', warm-started
+           from the parent) ──► infeasible or every disjunct > tol + padding: closed
+    box centres and linearisation corners of the open ones ──► confirmed on the real model: falsified
+    open, pure ReLU with few unstable neurons ──► LP/MILP (box_solve) within the solver's time share
+    still open ──► split: input bisection or one neuron (ReLU phase / sigmoid segment at the
+                   candidate), chosen per subproblem by the progress each kind has measured
+
+Soundness: the leaves' sets (box ∩ splits, on the float64 IR's pre-activations) cover the input
+box, since each split is a case split ``v <= 0 | v >= 0`` or ``v <= p | v >= p``. A leaf is
+closed only when it is infeasible (its set is empty) or every disjunct's lower bound (the best of
+its own and its ancestors' bounds, all valid on its set) exceeds ``tol`` plus the execution
+padding computed from the leaf's own bounds — valid for every input of the leaf's set, so the
+proof covers the executed (float32) model as for the other methods. ``falsified`` only with a
+counterexample confirmed by :func:`~.confirm.first_confirmed` / :func:`~.box_solve.solve_box`.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+
+import numpy as np
+
+from ..bounds.box import LayerBounds
+from ..bounds.crown import BatchBounder
+from ..network.ir import ReLU
+from .box_solve import BoxKind, solve_box
+from .branching import SolverShare
+from .confirm import first_confirmed
+from .context import RunContext, TimeLimit
+from .neuron_split import (Progress, Sub, backward_coefficients, batch_splits, phases, relu_scores,
+                           sigmoid_scores, split_input, split_neuron)
+from .result import FALSIFIED, UNKNOWN, VERIFIED, Reason, Result
+
+log = logging.getLogger("cegarnn.verifier")
+
+ROOT_ALPHA_ITERATIONS = 20     # alpha-CROWN steps on the root subproblem
+CHILD_ALPHA_ITERATIONS = 5     # ... on children (bounds='alpha-crown'), warm-started from the parent
+MAX_QUEUE = 50_000             # open subproblems kept at most (then 'unknown': memory)
+SUMMARY = "neuron_bab"         # stats.trajectory[-1]['move'] of a run: its split counts
+MIN_WIDTH = 1e-9               # input intervals narrower than this are not bisected
+
+
+class NeuronBaB:
+    """The state of one run of the neuron branch and bound (see the module docstring)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.net = ctx.spec_net
+        self.eye = np.eye(self.net.n_outputs)
+        chosen = ctx.opts.bounds.strip().lower()      # auto: alpha at the root; alpha-crown: everywhere
+        self.mode = chosen if chosen in ("auto", "alpha-crown") else "plain"   # else plain CROWN only
+        self.crown = BatchBounder(self.net, backend="numpy", intermediate="unstable")
+        self._alpha = None
+        self._alpha_rows = "unstable"         # intermediate rows of the alpha-CROWN bounder
+        self.alpha_failed = False             # alpha-CROWN failed on this network: CROWN only
+        self.relu_layers = self.net.activation_indices((ReLU,))
+        self.progress = Progress()
+        self.solver = SolverShare(ctx.opts.solver_time_share, ctx.opts.solve_time_cap)
+        self.counter = itertools.count()
+        self.summary = dict(move=SUMMARY, input_splits=0, neuron_splits=0, relu_splits=0,
+                            segment_splits=0, closed_by_bounds=0, closed_infeasible=0, closed_by_solver=0,
+                            closed_leaves_with_neuron_splits=0, root_alpha=False)
+
+    # ----------------------------------------------------------------- bounds
+    def alpha_bounder(self) -> BatchBounder:
+        if self._alpha is None:
+            self._alpha = BatchBounder(self.net, backend="torch", dtype="float64", intermediate=self._alpha_rows)
+        return self._alpha
+
+    def alpha_bounds(self, lo, hi, splits, init, iterations):
+        """alpha-CROWN of a batch (warm start ``init`` when it fits); None where it fails (then the
+        caller keeps CROWN: a failure costs tightness, never soundness)."""
+        for attempt in range(3):
+            try:
+                return self.alpha_bounder().bounds(lo, hi, splits, self.eye, alpha=True,
+                                                   iterations=iterations, alpha_init=init)
+            except (RuntimeError, ValueError, IndexError, KeyError) as exc:
+                log.debug("alpha-CROWN failed (%r, intermediate=%s, warm start: %s)", exc, self._alpha_rows,
+                          init is not None)
+                if init is not None:
+                    init = None                     # a mismatched warm start: start cold
+                elif self._alpha_rows == "unstable":
+                    self._alpha_rows, self._alpha = "all", None    # alpha.py fails on some 'unstable' nets
+                else:
+                    break
+        self.alpha_failed = True
+        return None
+
+    def bound(self, subs: list, alpha: bool, iterations: int = CHILD_ALPHA_ITERATIONS):
+        """(LayerBounds with the margin rows' best lower bounds — this call's or an ancestor's —,
+        BoundState, this call's own row bounds (B, rows): what progress is measured on)."""
+        ctx = self.ctx
+        lo = np.stack([s.lo for s in subs])
+        hi = np.stack([s.hi for s in subs])
+        splits = batch_splits(subs, self.net.sizes)
+        with ctx.timed("bounds"):
+            out = self.alpha_bounds(lo, hi, splits, _stack_alphas([s.alpha for s in subs]), iterations) \
+                if alpha and not self.alpha_failed else None
+            b, st = out if out is not None else self.crown.bounds(lo, hi, splits, self.eye)
+        ctx.stats.boxes_bounded += len(subs)
+        own = np.maximum(b.lower[-1], st.objective_lower)
+        rows = own.copy()
+        for k, s in enumerate(subs):
+            if s.rows_lower is not None:
+                rows[k] = np.maximum(rows[k], s.rows_lower)
+        lower = list(b.lower[:-1]) + [rows]
+        return LayerBounds(lower, list(b.upper), b.method), st, own
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> Result:
+        ctx, opts, stats, problem = self.ctx, self.ctx.opts, self.ctx.stats, self.ctx.problem
+        root = Sub(problem.lower.copy(), problem.upper.copy())
+        queue: list = []                    # (priority, seq, Sub)
+        pending = [root]                    # subproblems to bound next
+        first = True
+        while pending or queue:
+            ctx.check_time()
+            if stats.iterations >= opts.max_iterations:
+                return self.finish(UNKNOWN, Reason.ITERATION_LIMIT)
+            if not pending:
+                n = min(opts.batch_size, len(queue))
+                if stats.boxes_bounded and stats.time_bounds > 0:
+                    per_box = stats.time_bounds / stats.boxes_bounded
+                    n = max(1, min(n, int(ctx.remaining() / max(per_box, 1e-9))))
+                pending = [heapq.heappop(queue)[2] for _ in range(n)]
+            batch, pending = pending, []
+            out = self.step(batch, first)
+            first = False
+            if isinstance(out, Result):
+                return out
+            for child in out:
+                heapq.heappush(queue, (child.priority, next(self.counter), child))
+            if len(queue) > MAX_QUEUE:
+                return self.finish(UNKNOWN, f"more than {MAX_QUEUE} open subproblems")
+        return self.finish(VERIFIED, Reason.EVERY_SUBPROBLEM_PROVED if stats.boxes_split else Reason.PROVED)
+
+    def step(self, batch: list, root: bool):
+        """Bound, check and split one batch: a final Result or the children to queue."""
+        ctx, opts, stats, problem = self.ctx, self.ctx.opts, self.ctx.stats, self.ctx.problem
+        use_alpha = self.mode == "alpha-crown" and not root
+        b, st, own = self.bound(batch, use_alpha)
+        stats.iterations += len(batch)
+        closed = self.closed(b, st)
+        if root and not closed[0] and self.mode != "plain":       # alpha-CROWN on the root box
+            batch[0].rows_lower = b.lower[-1][0]
+            b, st, own_alpha = self.bound(batch, True, ROOT_ALPHA_ITERATIONS)
+            self.summary["root_alpha"] = not self.alpha_failed
+            closed = self.closed(b, st)
+            if self.mode == "alpha-crown":      # children are measured against the bound of their own kind
+                own = own_alpha
+        raw = problem.unsafe.disjunct_lower_bounds(b.lower[-1])          # (B, n_disj), unpadded
+        weakest = raw.min(axis=1)
+        own_weakest = problem.unsafe.disjunct_lower_bounds(own).min(axis=1)
+        for k, s in enumerate(batch):
+            self.progress.record(s.kind, s.parent_lb, float(own_weakest[k]), bool(st.infeasible[k]))
+            if closed[k]:
+                self.summary["closed_infeasible" if st.infeasible[k] else "closed_by_bounds"] += 1
+                self.summary["closed_leaves_with_neuron_splits"] += s.neuron_splits > 0
+        stats.boxes_closed_by_bounds += int(closed.sum())
+        todo = [k for k in range(len(batch)) if not closed[k]]
+        if not todo:
+            return []
+        lam, cands = self.linearise(b, batch, todo, raw)
+        with ctx.timed("checks"):
+            centres = np.stack([(batch[k].lo + batch[k].hi) / 2 for k in todo])
+            cex = first_confirmed(problem, np.concatenate([centres, cands]), "box-centre")
+        if cex is not None:
+            return self.finish(FALSIFIED, Reason.BOX_CENTRE_COUNTEREXAMPLE, cex)
+        children = []
+        for t, k in enumerate(todo):
+            ctx.check_time()
+            sub = batch[k]
+            bk = b.pick(k)
+            solved = self.try_solver(sub, bk)
+            if isinstance(solved, Result):
+                return solved
+            if solved:
+                continue
+            rows = bk.lower[-1]
+            if st.alphas is not None:
+                from ..bounds.crown import take_alphas
+                sub.alpha = take_alphas(st.alphas, [k])
+            kids = self.split(sub, bk, {i: v[t] for i, v in lam.items()}, cands[t], st, k,
+                              float(own_weakest[k]), rows)
+            if kids is None:
+                return self.finish(UNKNOWN, Reason.BOX_TOO_SMALL)
+            for kid in kids:
+                kid.priority = float(weakest[k])          # weakest bounds first
+            stats.boxes_split += 1
+            children += kids
+        return children
+
+    def closed(self, b: LayerBounds, st) -> np.ndarray:
+        """Per subproblem: infeasible, or every disjunct above tol + the padding of its own bounds."""
+        return st.infeasible | np.all(self.ctx.disjunct_lower(b) > self.ctx.opts.tol, axis=-1)
+
+    def linearise(self, b: LayerBounds, batch: list, todo: list, raw: np.ndarray):
+        """Backward coefficients of each open subproblem's weakest disjunct's best row, and its
+        candidate: the box corner minimising that linearisation."""
+        groups = self.ctx.groups
+        cot = np.zeros((len(todo), self.net.n_outputs))
+        for t, k in enumerate(todo):
+            g = np.asarray(groups[int(np.argmin(raw[k]))])
+            cot[t, g[int(np.argmax(b.lower[-1][k][g]))]] = 1.0
+        lower = [v[todo] for v in b.lower]
+        upper = [v[todo] for v in b.upper]
+        ph = {i: np.stack([phases(batch[k], i, self.net.sizes[i]) for k in todo]) for i in self.relu_layers}
+        lam = backward_coefficients(self.net, lower, upper, cot, ph)
+        lo = np.stack([batch[k].lo for k in todo])
+        hi = np.stack([batch[k].hi for k in todo])
+        cands = np.where(lam[0] > 0, lo, hi)
+        return lam, cands
+
+    def try_solver(self, sub: Sub, bk: LayerBounds):
+        """LP/MILP on a pure-ReLU leaf with few unstable neurons, within the solver's time share:
+        True (closed), a falsified Result, or False (not decided here)."""
+        ctx = self.ctx
+        if not ctx.opts.solver_time_share or ctx.sig_layers or not self.relu_layers:
+            return False
+        if bk.unstable_relus(self.net) > ctx.opts.relu_exact_max:
+            return False
+        budget = self.solver.budget(time.perf_counter() - ctx.start, ctx.stats.time_solver)
+        if budget < 0.05:
+            return False
+        try:
+            out = solve_box(ctx, sub.depth, bk, refine=False, box_time=budget)
+        except TimeLimit:
+            if ctx.remaining() <= 0:
+                raise
+            self.solver.tried += 1
+            return False
+        self.solver.record(out)
+        if out.kind is BoxKind.FALSIFIED:
+            return self.finish(FALSIFIED, Reason.SOLVER_COUNTEREXAMPLE, out.counterexample)
+        if out.kind is BoxKind.CLOSED:
+            self.summary["closed_by_solver"] += 1
+            self.summary["closed_leaves_with_neuron_splits"] += sub.neuron_splits > 0
+            return True
+        return False
+
+    def split(self, sub: Sub, bk: LayerBounds, lam: dict, cand: np.ndarray, st, k: int, lb: float, rows):
+        """The children of an open subproblem (None: nothing left to split)."""
+        width = sub.hi - sub.lo
+        in_score = np.where(width > MIN_WIDTH, width * np.abs(lam[0]), 0.0)
+        can_input = bool(np.any(width > MIN_WIDTH))
+        best = self.best_neuron(sub, bk, lam, cand, st, k)
+        kind = self.progress.choose(can_input, best is not None)
+        if kind is None:
+            return None
+        if kind == "input":
+            d = int(np.argmax(in_score)) if np.any(in_score > 0) else int(np.argmax(width))
+            self.summary["input_splits"] += 1
+            return split_input(sub, d, lb, rows)
+        layer_kind, i, j, point = best
+        self.summary["neuron_splits"] += 1
+        self.summary["relu_splits" if layer_kind == "relu" else "segment_splits"] += 1
+        return split_neuron(sub, layer_kind, i, j, self.net.sizes[i], point, lb, rows)
+
+    def best_neuron(self, sub: Sub, bk: LayerBounds, lam: dict, cand: np.ndarray, st, k: int):
+        """(kind, layer, neuron, split point) with the highest score, or None."""
+        best, best_s = None, 0.0
+        values = None
+        for i, layer in enumerate(self.net.layers):
+            if i not in lam or i == 0:
+                continue
+            l, u = bk.lower[i], bk.upper[i]
+            if isinstance(layer, ReLU):
+                s = relu_scores(l, u, lam[i], phases(sub, i, len(l)))
+                point = np.zeros_like(s)
+                kind = "relu"
+            else:
+                if values is None:
+                    values = self.net.forward_all(cand[None])
+                r = st.relaxations.get(i)
+                relax = None if r is None else tuple(np.asarray(t)[k] for t in r)
+                s, point = sigmoid_scores(layer, l, u, lam[i], values[i][0], relax)
+                kind = "segment"
+            j = int(np.argmax(s))
+            if s[j] > best_s:
+                best, best_s = (kind, i, j, float(point[j])), float(s[j])
+        return best
+
+    def finish(self, status, reason: str, cex=None) -> Result:
+        self.ctx.stats.trajectory.append(dict(self.summary, progress_input=round(self.progress.mean["input"], 4),
+                                              progress_neuron=round(self.progress.mean["neuron"], 4)))
+        return self.ctx.result(status, reason, cex)
+
+
+def _stack_alphas(alphas: list):
+    """One warm start for a batch from each subproblem's one-row alphas (None unless all have them)."""
+    if not alphas or any(a is None for a in alphas):
+        return None
+    import torch
+    try:
+        return {key: {n: torch.cat([a[key][n] for a in alphas]) for n in alphas[0][key]} for key in alphas[0]}
+    except (KeyError, RuntimeError):
+        return None
+
+
+def neuron_branch_and_bound(ctx: RunContext) -> Result:
+    """Run the neuron branch and bound (see the module docstring). Raises :class:`~.context.TimeLimit`
+    (after recording the run's split counts in ``stats.trajectory``)."""
+    bab = NeuronBaB(ctx)
+    try:
+        return bab.run()
+    except TimeLimit:
+        bab.finish(UNKNOWN, Reason.TIME_LIMIT)
+        raise
