@@ -25,8 +25,11 @@ class Options:
     """Verifier options (plain values; Hydra configs map onto these)."""
 
     time_limit: float = 60.0
-    bounds: str = "auto"             # interval | crown | alpha-crown | lp | auto (crown when splitting the
-                                     # input, alpha-crown for the one root box of the segments policy)
+    bounds: str = "auto"             # interval | crown | alpha-crown | ir-crown | ir-alpha-crown | lp | auto.
+                                     # crown / alpha-crown: auto_LiRPA; ir-*: ours (cegarnn.bounds.crown).
+                                     # auto: our numpy CROWN (no torch) on every box; on the segments
+                                     # policy's root box, where it does not prove, intersected with
+                                     # auto_LiRPA alpha-CROWN
     backend: str = "highs"
     policy: str = "auto"             # auto: input splitting when n_free <= max_split_dims, else segments
     max_split_dims: int = 16
@@ -107,9 +110,10 @@ def _np_bool():
 
 
 def _check_bounds(name: str) -> None:
-    from ..bounds import METHODS as BOUNDS
-    if name.strip().lower() not in (AUTO_BOUNDS, *BOUNDS):
-        raise ValueError(f"unknown bounds {name!r}; choose one of {', '.join((AUTO_BOUNDS, *BOUNDS))}")
+    from ..bounds import IR_METHODS, METHODS
+    names = (AUTO_BOUNDS, *METHODS, *IR_METHODS)
+    if name.strip().lower() not in names:
+        raise ValueError(f"unknown bounds {name!r}; choose one of {', '.join(names)}")
 
 
 def _check_backend(name: str) -> None:
