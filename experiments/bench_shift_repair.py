@@ -8,7 +8,10 @@ shift sweep (MLP, cegar) left falsified or unknown at delta 1.0 (written by
 experiments/make_shift_repair_specs.py, the files `cegarnn repair --spec` and
 conf/repair_shifts.yaml use). Held-out: held_out_<shift>.npz, test images 50..59 (not in the
 sweep, so never in a repair set). Keep: keep.npz, the first ``--keep`` clean MNIST training
-images the classifier gets right (hard constraints, added lazily). Per shift and method it reports the
+images the classifier gets right (hard constraints, added lazily); a ``--keep`` larger than
+keep.npz (1947 images) takes them the same way from the first 20,000 MNIST training images.
+``--max-accuracy-drop F``: repair_spec's accuracy budget, measured on MNIST training images
+50,000..59,999 (never keep images; the test set stays for the report). Per shift and method it reports the
 repair set verified after, clean MNIST test accuracy before/after (float32 export), the held-out
 verified fraction before/after at the same delta, and wall time.
 
@@ -96,6 +99,7 @@ def main(argv=None):
     ap.add_argument("--area", action="store_true")
     ap.add_argument("--area-leaves", type=int, default=256)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--max-accuracy-drop", type=float, default=None)
     ap.add_argument("--tag", default="shift_repair", help="output file stem")
     args = ap.parse_args(argv)
     C0 = load_network(MODELS / "classifier.onnx")
@@ -103,6 +107,15 @@ def main(argv=None):
     Xt = Xt.reshape(len(Xt), -1).astype(np.float64)
     with np.load(SPECS / "keep.npz") as z:
         keep = (z["x"][: args.keep].astype(np.float64), z["y"][: args.keep])
+    Xr, yr = (None, None)
+    if args.keep > len(keep[1]) or args.max_accuracy_drop is not None:
+        Xr, yr = load_mnist("train")
+        Xr = Xr.reshape(len(Xr), -1).astype(np.float64)
+    if args.keep > len(keep[1]):
+        ok = predictions(C0, Xr[:20000]) == yr[:20000]
+        keep = (Xr[:20000][ok][: args.keep], yr[:20000][ok][: args.keep])
+    budget = {} if args.max_accuracy_drop is None else dict(
+        validation=(Xr[50000:], yr[50000:]), max_accuracy_drop=args.max_accuracy_drop)
     acc0 = float(np.mean(predictions(C0, Xt) == yt))
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -114,16 +127,16 @@ def main(argv=None):
         t = time.perf_counter()
         out = repair_spec(G, C0, probs, keep=keep, rounds=args.rounds, verify_time=args.verify_time,
                           margin=args.margin, samples=args.samples, area=args.area, area_leaves=args.area_leaves,
-                          verbose=True)
+                          verbose=True, **budget)
         wall = time.perf_counter() - t
         C1 = out.classifier
         spec_repair_figure(G, C0, C1, probs, out, OUT / f"{args.tag}_{shift}.png", images=bad)
-        base = dict(shift=shift, delta=1.0, problems=len(probs), held_out=len(held),
+        base = dict(shift=shift, delta=1.0, problems=len(probs), held_out=len(held), keep=len(keep[1]),
                     clean_acc_before=acc0, held_verified_before=held_before)
         rows.append(dict(base, method="repair_spec", verified_after=out.verdicts.count("verified"),
                          rounds=len(out.rounds), clean_acc_after=float(np.mean(predictions(C1, Xt) == yt)),
                          held_verified_after=verdicts(G, C1, held, args.verify_time).count("verified"),
-                         wall_s=wall, detail=";".join(f"{r.get('verified')}v/{r.get('counterexamples_added')}c/"
+                         wall_s=wall, stopped=out.stopped.name, detail=";".join(f"{r.get('verified')}v/{r.get('counterexamples_added')}c/"
                                                       f"{r.get('samples_added', 0)}s" for r in out.rounds)))
         print(rows[-1], flush=True)
         if not args.no_baseline:
@@ -132,7 +145,7 @@ def main(argv=None):
                              verified_after=verdicts(G, Cb, probs, args.verify_time).count("verified"), rounds=0,
                              clean_acc_after=float(np.mean(predictions(Cb, Xt) == yt)),
                              held_verified_after=verdicts(G, Cb, held, args.verify_time).count("verified"),
-                             wall_s=wall, detail=f"{steps} Adam steps"))
+                             wall_s=wall, stopped="time", detail=f"{steps} Adam steps"))
             print(rows[-1], flush=True)
         write(rows, args)
 
@@ -144,11 +157,12 @@ def write(rows, args):
         w.writerows(rows)
     cmd = (f"python experiments/bench_shift_repair.py --shifts {' '.join(args.shifts)} "
            f"--verify-time {args.verify_time} --rounds {args.rounds} --keep {args.keep} --samples {args.samples} "
-           f"--margin {args.margin}" + (f" --area --area-leaves {args.area_leaves}" if args.area else "")
+           f"--margin {args.margin}" + (f" --max-accuracy-drop {args.max_accuracy_drop}"
+                                        if args.max_accuracy_drop is not None else "") + (f" --area --area-leaves {args.area_leaves}" if args.area else "")
            + (" --no-baseline" if args.no_baseline else "") + f" --tag {args.tag}")
     lines = [f"# Shift repair with repair_spec (issue 13)", "",
              f"Machine: 2 shared cores ({platform.machine()}, AMD EPYC), other jobs running. Command: `{cmd}`.",
-             "MLP classifier 784-32-32-10, last layer changed (L∞), keep images hard; verifier `cegar`, "
+             f"MLP classifier 784-32-32-10, last layer changed (L∞), {rows[0]['keep']} keep images hard; verifier `cegar`, "
              f"{args.verify_time:g} s per problem. Held-out: test images 50..59 (never repaired).", "",
              "| shift | method | repair set | verified after | clean acc before | after | held-out verified before "
              "| after | wall | rounds (verified/counterexamples/samples) |",
