@@ -92,7 +92,13 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=10.0, help="--timeout of each cegarnn vnnlib run")
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "issue15")
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--instances", nargs="+", type=int, default=list(range(len(INSTANCES))),
+                    help="indices into INSTANCES (default all)")
+    ap.add_argument("--tag", default="bench_startup", help="output file stem")
     a = ap.parse_args(argv)
+    instances = [INSTANCES[i] for i in a.instances]
+    configs = {k: CONFIGS[k] for k in a.configs}
     if not BENCH.is_dir():
         print(f"skipped: {BENCH} not found")
         return 0
@@ -102,8 +108,8 @@ def main(argv=None) -> int:
         for label, tree in trees:
             rows.append({"tree": label, "config": "-", "instance": "import cegarnn.cli.commands", "rep": rep,
                          "import_s": run_import(tree)})
-            for net, prop in INSTANCES:
-                for config, extra in CONFIGS.items():
+            for net, prop in instances:
+                for config, extra in configs.items():
                     if config in NEW_ONLY and label != "new":
                         continue
                     r = run_instance(tree, net, prop, extra, a.timeout)
@@ -114,13 +120,13 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     cols = ["tree", "config", "instance", "rep", "import_s", "first_bound_start_s", "first_bound_end_s",
             "total_s", "verdict"]
-    with (a.out / "bench_startup.csv").open("w", newline="") as f:
+    with (a.out / f"{a.tag}.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for r in rows:
             w.writerow({c: (f"{r[c]:.4f}" if isinstance(r.get(c), float) else r.get(c, "")) for c in cols})
-    (a.out / "bench_startup.md").write_text(report(rows, a, trees))
-    print(f"wrote {a.out / 'bench_startup.csv'} and {a.out / 'bench_startup.md'}")
+    (a.out / f"{a.tag}.md").write_text(report(rows, a, trees, instances, configs))
+    print(f"wrote {a.out / (a.tag + '.csv')} and {a.out / (a.tag + '.md')}")
     return 0
 
 
@@ -129,7 +135,7 @@ def _med(rows, key):
     return f"{statistics.median(v):.2f}" if v else "-"
 
 
-def report(rows, a, trees) -> str:
+def report(rows, a, trees, instances=INSTANCES, configs=CONFIGS) -> str:
     cpu = "?"
     try:
         cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -141,7 +147,8 @@ def report(rows, a, trees) -> str:
            f"Machine: {os.cpu_count()} shared cores, {cpu}, Python {platform.python_version()} "
            f"(other jobs running: absolute numbers are noisy; the trees interleave per repetition).",
            f"Command: `.venv/bin/python experiments/bench_startup.py --old <tree of the previous commit> "
-           f"--reps {a.reps} --timeout {a.timeout:g}`; medians of {a.reps} runs, seconds from spawning the process.",
+           f"--old-label '{a.old_label}' --reps {a.reps} --timeout {a.timeout:g} --configs {' '.join(configs)} "
+           f"--instances {' '.join(map(str, a.instances))} --tag {a.tag}`; medians of {a.reps} runs, seconds from spawning the process.",
            "", "Columns: *first bound* = when the first bound call starts (imports, ONNX load, attack done) / "
            "when it returns (the first call also imports torch + auto_LiRPA where the provider needs them); "
            "*total* = wall of the whole command. *default* = `bounds='auto'` (this tree: our numpy CROWN first; "
@@ -153,9 +160,9 @@ def report(rows, a, trees) -> str:
     out += ["", "## (b), (c) First bound and total, per instance", "",
             "| instance | bounds | tree | first bound starts | first bound returns | total | verdict |",
             "|---|---|---|---|---|---|---|"]
-    for net, prop in INSTANCES:
+    for net, prop in instances:
         inst = f"{net} {prop}"
-        for config in CONFIGS:
+        for config in configs:
             for label, _ in trees:
                 sel = [r for r in rows if r["tree"] == label and r["config"] == config and r["instance"] == inst]
                 if not sel:
@@ -166,10 +173,10 @@ def report(rows, a, trees) -> str:
                            f"{_med(sel, 'total_s')} | {verdicts} |")
     out += ["", "## (d) Sum over the instances of the median total", "", "| bounds | tree | sum of totals (s) |",
             "|---|---|---|"]
-    for config in CONFIGS:
+    for config in configs:
         for label, _ in trees:
             meds = []
-            for net, prop in INSTANCES:
+            for net, prop in instances:
                 sel = [r["total_s"] for r in rows if r["tree"] == label and r["config"] == config
                        and r["instance"] == f"{net} {prop}"]
                 if sel:

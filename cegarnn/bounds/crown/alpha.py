@@ -25,6 +25,7 @@ from ..box import LayerBounds
 from ..interval import activation_interval
 from ..lirpa import RTOL
 from .backward import backward, crown_targets, relaxation, stacked_rows
+from .beta import BETA_LR, backward_beta, betas_for, init_betas, split_terms
 from .relax import SShapeFns, is_relu, tangent_limits
 from .state import BoundState, _np
 
@@ -55,8 +56,14 @@ def _init_params(torch, layer, l, u, shape, init):
     return out
 
 
-def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float):
-    """alpha-CROWN on one chunk of validated subproblems: ``(LayerBounds, BoundState)``."""
+def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float, beta: bool = False,
+                beta_lr=None, beta_iterations=None):
+    """alpha-CROWN on one chunk of validated subproblems: ``(LayerBounds, BoundState)``. ``beta``:
+    also Lagrangian multipliers of the splits (:mod:`.beta`) in the objective's bound (``'all'``:
+    in every intermediate bound too), held at their start (0, or
+    ``init``'s) for the first ``iterations`` steps (exactly the alpha run), then optimised with the
+    alphas for ``beta_iterations`` more (default ``iterations``; rate ``beta_lr``, default ``BETA_LR``);
+    returned with the alphas under ``'beta:<target>:<layer>'``."""
     import torch
 
     # the CROWN baseline (bounds to intersect with, widening tolerances) in the precision the
@@ -90,8 +97,21 @@ def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float):
                 key = f"{k}:{j}"
                 params[key] = _init_params(torch, net.layers[j], cl[j], cu[j], shape,
                                            None if init is None else init.get(key))
-    flat = [t for d in params.values() for t in d.values()]
-    opt = torch.optim.Adam(flat, lr=lr) if flat and iterations > 0 else None
+    terms = split_terms(comb, splits, T) if beta else {}
+    if terms:
+        ref = cl[0]
+        with torch.no_grad():
+            params.update(init_betas(torch, terms, [(k, rows, L if k == "obj" else k, net.sizes) for k, rows in tops
+                                                    if (k == "obj" and use_obj) or (k != "obj" and beta == "all")],
+                                     B, ROW_BUDGET, ref.dtype, ref.device, init))
+    flat = [t for key, d in params.items() if not key.startswith("beta:") for t in d.values()]
+    flat_b = [t for key, d in params.items() if key.startswith("beta:") for t in d.values()]
+    blr = BETA_LR if beta_lr is None else float(beta_lr)
+    groups = ([{"params": flat}] if flat else []) + ([{"params": flat_b, "lr": blr}] if flat_b else [])
+    alpha_its = iterations
+    if flat_b:
+        iterations += iterations if beta_iterations is None else int(beta_iterations)
+    opt = torch.optim.Adam(groups, lr=lr) if groups and iterations > 0 else None
     best_l = {k: cl[k].clone() for k in targets}
     best_u = {k: cu[k].clone() for k in targets}
     Cz = T(C) if use_obj else None
@@ -119,7 +139,11 @@ def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float):
             loss = 0.0
             for k in targets:
                 A, c = stacked_rows(ops, weights, k - 1, net)
-                out = backward(ops, weights, net, k - 1, A, c, relax_of(k), center, radius)
+                bk = betas_for(params, k, terms, k)
+                if bk:
+                    out = backward_beta(ops, weights, net, k - 1, A, c, relax_of(k), center, radius, terms, bk)
+                else:
+                    out = backward(ops, weights, net, k - 1, A, c, relax_of(k), center, radius)
                 m = net.sizes[k]
                 rl, ru = out[:, :m], -out[:, m:]
                 l = torch.maximum(rl - RTOL * rl.abs() - tol[k], cl[k])
@@ -131,7 +155,11 @@ def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float):
                 if k == out_k and not use_obj:
                     loss = loss + (u - l).sum()
             if use_obj:
-                raw = backward(ops, weights, net, L, Cz, 0.0, relax_of("obj"), center, radius)
+                bo = betas_for(params, "obj", terms, L)
+                if bo:
+                    raw = backward_beta(ops, weights, net, L, Cz, 0.0, relax_of("obj"), center, radius, terms, bo)
+                else:
+                    raw = backward(ops, weights, net, L, Cz, 0.0, relax_of("obj"), center, radius)
                 obj = raw - RTOL * raw.abs() - t_obj
                 with torch.no_grad():
                     best_obj = torch.maximum(best_obj, obj)
@@ -139,12 +167,16 @@ def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float):
             if final or opt is None:
                 break
             opt.zero_grad()
+            if flat_b:          # betas held for the first alpha_its steps, then optimised too
+                opt.param_groups[-1]["lr"] = 0.0 if it < alpha_its else blr
             if torch.is_tensor(loss) and loss.requires_grad:
                 loss.backward()
                 opt.step()
             with torch.no_grad():
                 for t in flat:
                     t.clamp_(0, 1)
+                for t in flat_b:
+                    t.clamp_(min=0)
     lower, upper = list(comb.lower), list(comb.upper)
     infeasible = comb.infeasible.copy()
     for k in range(1, L + 1):

@@ -104,14 +104,25 @@ class BatchBounder:
 
     # ----------------------------------------------------------------- API
     def bounds(self, lower, upper, splits: Optional[Splits] = None, objective=None, *, alpha: bool = False,
-               alpha_init: Optional[dict] = None, iterations: int = 20, lr: float = 0.25):
+               alpha_init: Optional[dict] = None, iterations: int = 20, lr: float = 0.25,
+               beta=False, beta_lr: Optional[float] = None, beta_iterations: Optional[int] = None):
         """Sound bounds on every value of ``network.forward_all`` for each subproblem (box (n,) or
         batch (B, n), plus ``splits``) and, if ``objective`` (``C``: (m, n_out) or (B, m, n_out))
         is given, lower bounds of ``C y`` in ``state.objective_lower``.
 
         ``alpha=True``: alpha-CROWN (``iterations`` Adam steps of rate ``lr`` on the relaxation
         parameters, from ``alpha_init`` when given — e.g. a parent's ``state.alphas``), never looser
-        than CROWN. Returns ``(LayerBounds, BoundState)``; a single box gives unbatched arrays."""
+        than CROWN. ``beta=True`` (with ``alpha``): also optimise beta-CROWN multipliers of the
+        splits in the objective's bound (``beta='all'``: in the intermediate bounds too) (:mod:`.beta`):
+        after the ``iterations`` alpha steps, ``beta_iterations`` (default ``iterations``) more steps
+        that also move the multipliers (rate ``beta_lr``, default ``beta.BETA_LR``),
+        so never looser than ``beta=False`` (unless ``alpha_init`` holds betas to start from).
+        ``beta=True`` without an objective or without splits changes nothing.
+        Returns ``(LayerBounds, BoundState)``; a single box gives unbatched arrays."""
+        if beta not in (False, True, "all"):
+            raise ValueError(f"beta must be False, True or 'all', got {beta!r}")
+        if beta and not alpha:
+            raise ValueError("beta=True needs alpha=True (the multipliers are optimised with the alphas)")
         lo, hi, splits, C, single = self.check(lower, upper, splits, objective)
         B = lo.shape[0]
         step = self.chunk_size() if not alpha else max(1, self.chunk_size() // 4)
@@ -122,7 +133,8 @@ class BatchBounder:
             Cs = C[sl] if C is not None else None
             if alpha:
                 init = take_alphas(alpha_init, sl) if alpha_init is not None else None
-                parts.append(alpha_crown(self, lo[sl], hi[sl], sp_, Cs, init, iterations, lr))
+                parts.append(alpha_crown(self, lo[sl], hi[sl], sp_, Cs, init, iterations, lr, beta, beta_lr,
+                                         beta_iterations))
             else:
                 parts.append(self.crown(lo[sl], hi[sl], sp_, Cs, torch_path=self.backend == "torch"))
         result, state = _concat(parts)
