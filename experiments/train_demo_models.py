@@ -210,19 +210,23 @@ def kl_diag(mu_q, lv_q, mu_p, lv_p):
     return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(-1)
 
 
-def train_cvae(xtr, epochs, rng, gen, log, shift: str = "rotation", hidden: int = 200):
-    """CVAE on pairs (x, T_theta(x)), theta ~ U(SHIFTS[shift] range) drawn afresh each epoch."""
+def train_cvae(xtr, epochs, rng, gen, log, shift: str = "rotation", hidden: int = 200, latent: int = LATENT,
+               sample=None):
+    """CVAE on pairs (x, T_theta(x)), theta ~ U(SHIFTS[shift] range) drawn afresh each epoch
+    (``sample(xtr, rng)``, if given, draws the shifted images instead)."""
     from cegarnn.data.shifts import SHIFTS, apply_shift
 
-    lo, hi = SHIFTS[shift][1]
-    prior, enc, G = build_prior(), build_encoder(), build_generator(hidden=hidden)
+    if sample is None:
+        lo, hi = SHIFTS[shift][1]
+        sample = lambda xs, r: apply_shift(shift, xs, r.uniform(lo, hi, len(xs)))  # noqa: E731
+    prior, enc, G = build_prior(latent), build_encoder(latent), build_generator(latent, hidden=hidden)
     params = [*prior.parameters(), *enc.parameters(), *G.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     n = len(xtr)
     xf = torch.from_numpy(xtr.reshape(n, IMG))
     for ep in range(epochs):
-        xs = torch.from_numpy(apply_shift(shift, xtr, rng.uniform(lo, hi, n)).reshape(n, IMG))
+        xs = torch.from_numpy(sample(xtr, rng).reshape(n, IMG))
         tot_rec = tot_kl = 0.0
         for idx in _batches(n, 128, gen):
             x, x2 = xf[idx], xs[idx]
@@ -239,7 +243,7 @@ def train_cvae(xtr, epochs, rng, gen, log, shift: str = "rotation", hidden: int 
             tot_rec += rec.sum().item()
             tot_kl += kl.sum().item()
         sched.step()
-        log(f"  {shift} cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
+        log(f"  {shift} (latent {latent}) cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
     for m in (prior, enc, G):
         m.eval()
     return prior, enc, G

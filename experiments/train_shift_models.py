@@ -106,34 +106,10 @@ def range_ends(shift, x):
 
 def train_cvae_latent(xtr, epochs, rng, gen, log, shift: str, latent: int, hidden: int):
     """train_demo_models.train_cvae with a ``latent``-dim latent and any shift of shift_names()."""
-    from train_demo_models import build_encoder, build_generator, build_prior, kl_diag
+    from train_demo_models import train_cvae
 
-    prior, enc, G = build_prior(latent), build_encoder(latent), build_generator(latent, hidden=hidden)
-    opt = torch.optim.Adam([*prior.parameters(), *enc.parameters(), *G.parameters()], lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    n = len(xtr)
-    xf = torch.from_numpy(xtr.reshape(n, IMG))
-    for ep in range(epochs):
-        xs = torch.from_numpy(sample_shift(shift, xtr, rng).reshape(n, IMG))
-        tot_rec = tot_kl = 0.0
-        for idx in _batches(n, 128, gen):
-            x, x2 = xf[idx], xs[idx]
-            mu_p, lv_p = prior(x).chunk(2, -1)
-            mu_q, lv_q = enc(torch.cat([x, x2], 1)).chunk(2, -1)
-            z = mu_q + torch.randn(mu_q.shape, generator=gen) * (0.5 * lv_q).exp()
-            rec = F.binary_cross_entropy(G(torch.cat([x, z], 1)), x2, reduction="none").sum(1)
-            kl = kl_diag(mu_q, lv_q, mu_p, lv_p)
-            loss = (rec + kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot_rec += rec.sum().item()
-            tot_kl += kl.sum().item()
-        sched.step()
-        log(f"  {shift} (latent {latent}) cvae epoch {ep + 1}/{epochs}: rec(BCE) {tot_rec / n:.2f}, KL {tot_kl / n:.2f}")
-    for m in (prior, enc, G):
-        m.eval()
-    return prior, enc, G
+    return train_cvae(xtr, epochs, rng, gen, log, shift=shift, hidden=hidden, latent=latent,
+                      sample=lambda xs, r: sample_shift(shift, xs, r))
 
 
 class ConvClassifier(nn.Module):

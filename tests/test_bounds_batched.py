@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from cegarnn.bounds import IR_METHODS, METHODS, BoxError, compute_bounds
 from cegarnn.bounds.crown import BatchBounder, SplitError, Splits, take_alphas
@@ -16,21 +15,8 @@ from cegarnn.bounds.rounding import execution_error
 from cegarnn.bounds.crown.relax import Ops, SShapeFns, relu_relax, sshape_relax
 from cegarnn.network.ir import Affine, Network, ReLU, Sigmoid, Tanh
 
-ACTS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+from test_bounds import random_net  # noqa: E402  (dense/sparse random IR networks, shared)
 FLAVOURS = [("relu",), ("sigmoid",), ("tanh",), ("relu", "sigmoid", "tanh"), ("sigmoid", "relu")]
-
-
-def random_net(rng, sizes, acts, sparse_layers=(), scale=1.5) -> Network:
-    layers = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        W = rng.normal(size=(b, a)) * scale / np.sqrt(a)
-        if k in sparse_layers:
-            W[rng.random(W.shape) < 0.5] = 0.0
-            W = sp.csr_matrix(W)
-        layers.append(Affine(W, rng.normal(size=b) * 0.5))
-        if k < len(sizes) - 2:
-            layers.append(ACTS[acts[k % len(acts)]]())
-    return Network(tuple(layers), (sizes[0],))
 
 
 def boxes(rng, B, n, width=1.0):
