@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from ..bounds.box import LayerBounds
-from ..bounds.crown import BatchBounder
+from ..bounds.crown import BatchBounder, take_alphas
 from ..network.ir import ReLU
 from .box_solve import BoxKind, solve_box
 from .branching import SolverShare
@@ -60,7 +60,6 @@ class NeuronBaB:
         self.mode = chosen if chosen in ("auto", "alpha-crown") else "plain"   # else plain CROWN only
         self.crown = BatchBounder(self.net, backend="numpy", intermediate="unstable")
         self._alpha = None
-        self._alpha_rows = "unstable"         # intermediate rows of the alpha-CROWN bounder
         self.alpha_failed = False             # alpha-CROWN failed on this network: CROWN only
         self.relu_layers = self.net.activation_indices((ReLU,))
         self.progress = Progress()
@@ -73,25 +72,18 @@ class NeuronBaB:
     # ----------------------------------------------------------------- bounds
     def alpha_bounder(self) -> BatchBounder:
         if self._alpha is None:
-            self._alpha = BatchBounder(self.net, backend="torch", dtype="float64", intermediate=self._alpha_rows)
+            self._alpha = BatchBounder(self.net, backend="torch", dtype="float64", intermediate="unstable")
         return self._alpha
 
     def alpha_bounds(self, lo, hi, splits, init, iterations):
-        """alpha-CROWN of a batch (warm start ``init`` when it fits); None where it fails (then the
-        caller keeps CROWN: a failure costs tightness, never soundness)."""
-        for attempt in range(3):
+        """alpha-CROWN of a batch (warm start ``init`` when it fits, else cold); None where it fails
+        (then the caller keeps CROWN: a failure costs tightness, never soundness)."""
+        for warm in ((init, None) if init is not None else (None,)):
             try:
                 return self.alpha_bounder().bounds(lo, hi, splits, self.eye, alpha=True,
-                                                   iterations=iterations, alpha_init=init)
+                                                   iterations=iterations, alpha_init=warm)
             except (RuntimeError, ValueError, IndexError, KeyError) as exc:
-                log.debug("alpha-CROWN failed (%r, intermediate=%s, warm start: %s)", exc, self._alpha_rows,
-                          init is not None)
-                if init is not None:
-                    init = None                     # a mismatched warm start: start cold
-                elif self._alpha_rows == "unstable":
-                    self._alpha_rows, self._alpha = "all", None    # alpha.py fails on some 'unstable' nets
-                else:
-                    break
+                log.debug("alpha-CROWN failed (%r, warm start: %s)", exc, warm is not None)
         self.alpha_failed = True
         return None
 
@@ -187,7 +179,6 @@ class NeuronBaB:
                 continue
             rows = bk.lower[-1]
             if st.alphas is not None:
-                from ..bounds.crown import take_alphas
                 sub.alpha = take_alphas(st.alphas, [k])
             kids = self.split(sub, bk, {i: v[t] for i, v in lam.items()}, cands[t], st, k,
                               float(own_weakest[k]), rows)
