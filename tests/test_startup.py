@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VNN2021 = ROOT.parent / "shared" / "benchmarks" / "vnncomp2021"
 MNISTFC = VNN2021 / "mnistfc"
 
-HEAVY = ("torch", "onnxruntime", "auto_LiRPA", "matplotlib", "hydra", "pulp", "highspy")
+HEAVY = ("torch", "onnxruntime", "auto_LiRPA", "matplotlib", "hydra", "pulp", "highspy", "onnx", "ml_dtypes")
 VNNLIB_PATH = ("cegarnn", "cegarnn.cli.commands", "cegarnn.cli", "cegarnn.vnncomp.runner",
                "cegarnn.specs.vnnlib_problems", "cegarnn.network", "cegarnn.network.reference",
                "cegarnn.verifier", "cegarnn.verifier.cegar", "cegarnn.verifier.methods",
@@ -89,6 +89,21 @@ def test_default_run_imports_no_torch(tiny_onnx, tmp_path):
     assert read_result(out)[0] == "unsat"
     assert "torch" not in seen["first_bound"] and "onnxruntime" not in seen["first_bound"]
     assert "torch" not in seen["end"] and "auto_LiRPA" not in seen["end"]
+    assert "onnx" not in seen["end"] and "ml_dtypes" not in seen["end"]     # read by onnx_wire
+
+
+def test_loading_committed_models_does_not_import_onnx():
+    models = ["experiments/models/classifier.onnx", "experiments/models/shifts/classifier_conv.onnx"]
+    if MNISTFC.is_dir():
+        models.append(str(MNISTFC / "mnist-net_256x2.onnx"))
+    out = _python("import json, sys\n"
+                  "from cegarnn.network import load_onnx\n"
+                  f"nets = [load_onnx(p) for p in {models!r}]\n"
+                  "print(json.dumps([[[n.n_inputs, n.n_outputs] for n in nets],"
+                  " [m for m in ('onnx', 'ml_dtypes') if m in sys.modules]]))")
+    sizes, loaded = json.loads(out)
+    assert sizes[:2] == [[784, 10], [784, 10]]
+    assert loaded == []
 
 
 def test_explicit_crown_still_means_auto_lirpa(tiny_onnx, tmp_path):

@@ -14,6 +14,25 @@ activations (a residual connection over an activation) raises :class:`NetworkErr
 
 The operators themselves are converted in :mod:`.onnx_ops` (symbolic tensors, one method per
 operator); convolutions are lowered in :mod:`.conv`.
+
+Reading without ``onnx`` (start-up time): :func:`load_onnx` first decodes the file with
+:mod:`.onnx_wire` (no ``import onnx``, which takes about a second) and runs the same converter on
+it. It imports onnx only when needed: a node folded with the reference evaluator (that node alone
+is re-read by onnx from its own bytes), and, reading the whole file again with onnx (the slow
+path, exactly the previous loader), for external data, anything :mod:`.onnx_wire` leaves to onnx
+(:class:`~.onnx_wire.WireUnsupported`: other element types, reference attributes, protobuf
+constructs it does not reproduce ...) and for bytes it cannot decode or that hold no graph (so
+the messages for broken files are the previous ones). In-memory ``onnx.ModelProto`` models and
+:func:`save_onnx` use onnx as before.
+
+The output-shape cross-check (:func:`_check_output_shape`) compares the size of our converted
+output with ONNX shape inference. It guards the converter (a wrong shape computation) and models
+whose declared output disagrees with their graph, not only malformed files, so it is kept on both
+paths. ONNX shape inference keeps a declared graph-output shape whose non-batch dimensions are
+all static, so when the model declares such a shape and our size equals it, the check would pass
+and the fast path stops there without onnx; in every other case (no declared shape, symbolic
+dimensions, or a disagreement) it runs the real check on the model parsed by onnx, so the outcome
+is the same as before in all cases.
 """
 from __future__ import annotations
 
@@ -24,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from . import onnx_wire
 from .ir import Affine, Network, NetworkError, ReLU, Sigmoid, Tanh
 from .onnx_ops import OnnxOperators, _is_identity, _size, _Sym
 
@@ -43,10 +63,15 @@ class _Converter(OnnxOperators):
     """Walks an ONNX graph node by node; the operators are the ``op_*`` methods of
     :class:`~.onnx_ops.OnnxOperators`."""
 
-    def __init__(self, model, where: str):
-        import onnx  # noqa: F401  (imported here so that the IR does not need onnx)
+    def __init__(self, model, where: str, wire: bool = False):
         self.model = model
         self.where = where
+        self.wire = wire          # model read by onnx_wire (else an onnx.ModelProto)
+        if wire:
+            self.to_array, self.attribute_value = onnx_wire.to_array, onnx_wire.attribute_value
+        else:
+            from onnx import helper, numpy_helper
+            self.to_array, self.attribute_value = numpy_helper.to_array, helper.get_attribute_value
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
         self.vals: dict = {}
         self.layers: list = []
@@ -128,12 +153,11 @@ class _Converter(OnnxOperators):
 
     # ------------------------------------------------------------ main loop
     def run(self):
-        from onnx import numpy_helper
         g = self.model.graph
         if len(g.output) != 1:
             raise self.err(f"the graph has {len(g.output)} outputs; only single-output networks are supported")
         for t in g.initializer:
-            self.vals[t.name] = numpy_helper.to_array(t)
+            self.vals[t.name] = self.to_array(t)
         parts, n_in = self.graph_inputs()
         self.sizes = [n_in]
         for name, full, part in parts:
@@ -184,22 +208,19 @@ class _Converter(OnnxOperators):
         return self.layers, input_shape, [p[2] for p in parts], out.shape
 
     # ------------------------------------------------------------ constants
-    @staticmethod
-    def attributes(node) -> dict:
-        from onnx import helper
+    def attributes(self, node) -> dict:
         out = {}
         for a in node.attribute:
-            v = helper.get_attribute_value(a)
+            v = self.attribute_value(a)
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
             out[a.name] = v
         return out
 
     def constant_node(self, node):
-        from onnx import numpy_helper
         for a in node.attribute:
             if a.name == "value":
-                return numpy_helper.to_array(a.t)
+                return self.to_array(a.t)
             if a.name == "value_float":
                 return np.array(a.f, dtype=np.float32)
             if a.name == "value_floats":
@@ -212,15 +233,23 @@ class _Converter(OnnxOperators):
 
     def fold(self, node, ins):
         """Evaluate a node whose inputs are all constants (ONNX reference implementation)."""
+        import onnx
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
+        opsets = list(self.model.opset_import)
+        if self.wire:             # the node and opsets as onnx protos, from the node's own bytes
+            try:
+                node = onnx.NodeProto.FromString(node.raw())
+            except Exception as e:  # noqa: BLE001
+                raise onnx_wire.WireUnsupported(f"onnx cannot parse node {node.name!r}: {e}") from None
+            opsets = [helper.make_opsetid(o.domain, o.version) for o in opsets]
         feeds = {n: np.asarray(v) for n, v in zip(node.input, ins) if n}
         try:
             inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                       for n, v in feeds.items()]
             outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
             graph = helper.make_graph([node], "fold", inputs, outputs)
-            model = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+            model = helper.make_model(graph, opset_imports=opsets)
             res = ReferenceEvaluator(model).run(None, feeds)
         except Exception as e:  # noqa: BLE001 - any failure of the evaluator is a model problem
             raise self.err(f"cannot evaluate this constant node ({type(e).__name__}: {e})") from None
@@ -235,13 +264,17 @@ class _Converter(OnnxOperators):
 
 
 # ===================================================================== file handling
-def _read_model(path):
-    import onnx
+def _read_bytes(p: Path) -> bytes:
     from ..fileio import read_maybe_gzip
-    p = Path(path)
     data = read_maybe_gzip(p, "ONNX file", NetworkError)
     if not data:
         raise NetworkError(f"{p}: the file is empty")
+    return data
+
+
+def _read_model(p: Path, data: bytes):
+    """The slow path: ``data`` (the bytes of file ``p``) parsed by onnx, external data loaded."""
+    import onnx
     try:
         model = onnx.load_model_from_string(data)
     except Exception as e:  # noqa: BLE001 - protobuf raises several kinds of errors
@@ -280,13 +313,48 @@ def _check_output_shape(model, out_shape, where):
         raise NetworkError(f"{where}: computed output shape {out_shape} disagrees with ONNX shape inference {vals}")
 
 
+def _declared_output_agrees(model, out_shape) -> bool:
+    """Whether graph output 0 declares a static shape (non-batch dimensions all known) of our
+    size. ONNX shape inference keeps such a declared shape as it is, so then
+    :func:`_check_output_shape` would pass; otherwise that check has to run."""
+    out = model.graph.output[0]
+    if not out.type.HasField("tensor_type") or not out.type.tensor_type.HasField("shape"):
+        return False
+    dims = list(out.type.tensor_type.shape.dim)
+    if not dims or not all(d.HasField("dim_value") for d in dims[1:]):
+        return False
+    vals = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    return _size(vals) == _size(out_shape)
+
+
 def network_from_onnx_model(model, name: str = "", return_input_parts: bool = False):
-    """Like :func:`load_onnx` for an in-memory ``onnx.ModelProto``."""
-    conv = _Converter(model, name or model.graph.name or "ONNX model")
+    """Like :func:`load_onnx` for an in-memory ``onnx.ModelProto`` (or a model read by
+    :func:`.onnx_wire.parse_model`)."""
+    wire = isinstance(model, onnx_wire.ModelProto)
+    conv = _Converter(model, name or model.graph.name or "ONNX model", wire=wire)
     layers, input_shape, parts, out_shape = conv.run()
-    _check_output_shape(model, out_shape, conv.where)
+    if wire and not _declared_output_agrees(model, out_shape):
+        import onnx                 # the full check, on the model parsed by onnx
+        try:
+            proto = onnx.load_model_from_string(model.raw())
+        except Exception as e:  # noqa: BLE001
+            raise onnx_wire.WireUnsupported(f"onnx cannot parse the model: {e}") from None
+        _check_output_shape(proto, out_shape, conv.where)
+    elif not wire:
+        _check_output_shape(model, out_shape, conv.where)
     net = Network(tuple(layers), input_shape, name=name or model.graph.name).simplified()
     return (net, parts) if return_input_parts else net
+
+
+def _load_wire(data: bytes, stem: str, return_input_parts: bool):
+    """The fast path (no onnx import): raises :class:`.onnx_wire.WireError` for whatever it leaves
+    to onnx, :class:`NetworkError` for a model the converter rejects."""
+    model = onnx_wire.parse_model(data)
+    if not model.graph.node or not model.graph.output:
+        raise onnx_wire.WireUnsupported("no graph nodes/outputs")   # onnx gives today's message
+    if any(onnx_wire.uses_external_data(t) for t in model.graph.initializer):
+        raise onnx_wire.WireUnsupported("external data")
+    return network_from_onnx_model(model, name=stem, return_input_parts=return_input_parts)
 
 
 def load_onnx(path, return_input_parts: bool = False):
@@ -302,8 +370,13 @@ def load_onnx(path, return_input_parts: bool = False):
     with one :class:`InputPart` per graph input. Errors raise :class:`NetworkError`.
     """
     p = Path(path)
-    model = _read_model(p)
+    data = _read_bytes(p)
     stem = p.name[:-len(".onnx.gz")] if p.name.endswith(".onnx.gz") else p.stem
+    try:
+        return _load_wire(data, stem, return_input_parts)
+    except onnx_wire.WireError:
+        pass                        # left to onnx: the slow path below decides, as before
+    model = _read_model(p, data)
     return network_from_onnx_model(model, name=stem, return_input_parts=return_input_parts)
 
 
