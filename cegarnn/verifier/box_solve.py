@@ -33,6 +33,8 @@ class BoxOutcome:
     candidate: Optional[np.ndarray] = None            # SPLIT: the spurious candidate (None: none found)
     disjunct: Optional[int] = None                    # SPLIT: the candidate's disjunct
     reason: str = ""                                  # UNKNOWN
+    values: Optional[list] = None                     # UNKNOWN without refinement: the spurious
+                                                      # candidate's values per layer (for a neuron split)
 
 
 class BoxAbstraction:
@@ -133,10 +135,12 @@ class BoxAbstraction:
 
 
 def solve_box(ctx: RunContext, depth: int, bounds: LayerBounds, refine: bool, segments: Optional[int] = None,
-              box_time: Optional[float] = None) -> BoxOutcome:
+              box_time: Optional[float] = None, relu: Optional[str] = None) -> BoxOutcome:
     """Decide the box (at ``depth`` in the split tree) with the abstraction. With ``refine``, a
     spurious candidate refines sigmoid segments or asks for a split; under the input policy the
-    solver gets at most ``box_time`` seconds in all (then SPLIT). Raises :class:`TimeLimit`."""
+    solver gets at most ``box_time`` seconds in all (then SPLIT). ``relu``: 'exact' | 'triangle'
+    (default: exact, triangle under the input policy beyond ``relu_exact_max`` unstable ReLUs).
+    Raises :class:`TimeLimit`."""
     box_end = None if box_time is None else time.perf_counter() + box_time
     pad = ctx.padding(bounds)
     open_j = ctx.open_disjuncts(bounds, pad)
@@ -144,9 +148,9 @@ def solve_box(ctx: RunContext, depth: int, bounds: LayerBounds, refine: bool, se
         return BoxOutcome(BoxKind.CLOSED)
     need = {j: ctx.opts.tol + float(np.max(pad[g])) for j, g in enumerate(ctx.groups)}
     input_mode = refine and ctx.policy == "input"
-    relu = "exact"
-    if input_mode and bounds.unstable_relus(ctx.spec_net) > ctx.opts.relu_exact_max:
-        relu = "triangle"
+    if relu is None:
+        relu = "triangle" if input_mode and bounds.unstable_relus(ctx.spec_net) > ctx.opts.relu_exact_max \
+            else "exact"
     try:
         abst = BoxAbstraction(ctx, bounds, segments, relu)
     except BigMError as exc:              # bounds too large for a meaningful big-M encoding
@@ -190,7 +194,8 @@ def _decide_disjunct(ctx: RunContext, abst: BoxAbstraction, depth: int, j: int, 
         if cex is not None:
             return BoxOutcome(BoxKind.FALSIFIED, counterexample=cex)
         if not refine:
-            return BoxOutcome(BoxKind.UNKNOWN, reason=Reason.SPURIOUS_NO_REFINEMENT)
+            return BoxOutcome(BoxKind.UNKNOWN, candidate=z, disjunct=j, reason=Reason.SPURIOUS_NO_REFINEMENT,
+                              values=values)
         gaps = abst.sigmoid_gaps(values)
         entry = {"box_depth": depth, "disjunct": j, "candidate_margin": float(sol.objective or 0.0)}
         if ctx.opts.debug and rounds > 0:

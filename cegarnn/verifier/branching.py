@@ -34,15 +34,19 @@ def split(box: Box, dim: int, counter) -> list[Box]:
             Box(box.priority, next(counter), lo2, box.hi.copy(), box.depth + 1)]
 
 
-def candidate_split_dim(ctx: RunContext, box: Box, z: np.ndarray, j: int) -> int:
-    """Dimension maximising width × |d margin_j / d z| at the candidate."""
-    width = box.hi - box.lo
+def margin_gradient(ctx: RunContext, z: np.ndarray, j: int) -> np.ndarray:
+    """``|d margin_j / d z|`` at ``z`` (margin_j: the max of disjunct j's rows), shape (n,)."""
     y, back = ctx.spec_net.vjp(np.asarray(z, dtype=np.float64).reshape(1, -1))
     g = np.asarray(ctx.groups[j])
     cot = np.zeros_like(y)
     cot[0, g[int(np.argmax(y[0, g]))]] = 1.0        # d (max of the disjunct's rows) / d y
-    grad = back(cot)
-    score = width * np.abs(grad.reshape(-1))
+    return np.abs(back(cot).reshape(-1))
+
+
+def candidate_split_dim(ctx: RunContext, box: Box, z: np.ndarray, j: int) -> int:
+    """Dimension maximising width × |d margin_j / d z| at the candidate."""
+    width = box.hi - box.lo
+    score = width * margin_gradient(ctx, z, j)
     if not np.any(score > 0):
         score = width
     return int(np.argmax(score))

@@ -44,7 +44,7 @@ class RunContext:
     groups: list                     # row indices of each disjunct
     sig_layers: list                 # indices of sigmoid/tanh layers
     exec_net: Network                # problem.network with layers aligned to spec_net's (for the padding)
-    policy: str = "input"            # resolved refinement policy: 'input' or 'segments'
+    policy: str = "input"            # resolved refinement policy: 'input', 'segments' or 'neuron'
     bounders: dict = field(default_factory=dict, repr=False)   # our BatchBounders of spec_net, by method
 
     @classmethod
@@ -53,7 +53,7 @@ class RunContext:
         C, d, groups = problem.unsafe.stacked
         spec_net = problem.network.with_output_layer(C, -d)
         policy = opts.policy if opts.policy != "auto" else (
-            "input" if problem.n_free <= opts.max_split_dims else "segments")
+            "input" if problem.n_free <= opts.max_split_dims else "neuron")
         exec_net = problem.network.simplified()
         if len(exec_net.layers) != len(spec_net.layers) - (0 if isinstance(exec_net.layers[-1], Affine) else 1):
             raise AssertionError("spec network layers do not align with the problem network's")
@@ -95,9 +95,10 @@ class RunContext:
         t = time.perf_counter()
         with self.timed("bounds"):
             b = self._bounds_of(lo, hi, method)
-        if method == "ir-crown" and self.policy == "segments" and self.opts.bounds == "auto" \
+        if method == "ir-crown" and self.policy != "input" and self.opts.bounds == "auto" \
                 and not np.all(self.proved(b)):
-            # segments policy: the root box gets the optimised slopes when CROWN does not prove it
+            # many free inputs (policy not 'input'): boxes get the optimised slopes where CROWN does
+            # not prove them — the segments policy's root box, every batch of bab-crown
             with self.timed("bounds"):
                 b = _intersect(b, self._bounds_of(lo, hi, AUTO_SEGMENTS_ALPHA))
         if not self.stats.boxes_bounded:        # start-up measurements (experiments/bench_startup.py)
@@ -107,8 +108,8 @@ class RunContext:
 
     def resolve_bounds(self, method: str) -> str:
         """The provider behind ``method``: ``'auto'`` is our numpy CROWN (``'ir-crown'``, no torch
-        import; on the segments policy followed by :data:`AUTO_SEGMENTS_ALPHA` where it does not
-        prove the box); any other name (``'crown'``/``'alpha-crown'``: auto_LiRPA) is kept."""
+        import; where the policy is not 'input' followed by :data:`AUTO_SEGMENTS_ALPHA` where it does
+        not prove the box); any other name (``'crown'``/``'alpha-crown'``: auto_LiRPA) is kept."""
         return "ir-crown" if method == "auto" else method
 
     def _bounds_of(self, lo, hi, method: str) -> LayerBounds:

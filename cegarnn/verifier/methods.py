@@ -54,6 +54,8 @@ def cegar(ctx: RunContext) -> Result:
     Sound. Complete in the limit with input splitting (boxes shrink until bounds or a box centre
     decide them), up to the padding and a smallest box width of 1e-9; the segments policy refines
     until the time or iteration limit. Requires the bounds provider and the LP/MILP backend."""
+    if ctx.policy == "neuron":
+        return neuron_branch_and_bound(ctx, guided=True)
     return branch_and_refine(ctx, use_solver=True, split_allowed=ctx.policy == "input")
 
 

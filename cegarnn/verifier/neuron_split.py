@@ -146,6 +146,18 @@ def sigmoid_scores(layer, l, u, lam, v, relax=None) -> tuple[np.ndarray, np.ndar
     return np.where(ok, s, 0.0), point
 
 
+def lp_gap_scores(layer, l, u, lam, v, y) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n,), split points (n,)) of a sigmoid/tanh layer at an LP candidate with
+    pre-activations ``v`` and outputs ``y``: ``|lam| * |y - f(v)|`` (its abstraction error), split at
+    ``v`` clipped into the inner part of ``[l, u]``."""
+    l, u = np.clip(l, -1e6, 1e6), np.clip(u, -1e6, 1e6)
+    v = np.asarray(v, dtype=np.float64)
+    point = segment_point(l, u, v)
+    ok = (u - l) > MIN_SEGMENT
+    s = np.abs(lam) * np.abs(np.asarray(y, dtype=np.float64) - _activation(layer)(v))
+    return np.where(ok, s, 0.0), point
+
+
 def split_neuron(sub: Sub, layer_kind: str, i: int, j: int, n: int, point: float, lb: float, rows) -> list:
     """The two children of ``sub`` split at neuron ``j`` of layer ``i`` (``layer_kind`` 'relu':
     inactive / active; else the segment at ``point``)."""

@@ -229,7 +229,10 @@ class BatchBounder:
         if not ops.torch:
             return a
         ref = self.ops(True)[1].b[next(iter(self.ops(True)[1].b))]
-        return ops.xp.as_tensor(np.ascontiguousarray(a), dtype=ref.dtype, device=ref.device)
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:           # torch warns on (and must not alias) read-only arrays
+            a = a.copy()
+        return ops.xp.as_tensor(a, dtype=ref.dtype, device=ref.device)
 
 
 def _concat(parts):
