@@ -45,15 +45,18 @@ class Method:
 
 # --------------------------------------------------------------------------- the methods
 def cegar(ctx: RunContext) -> Result:
-    """CEGAR: batched bounds on a queue of input boxes, an LP/MILP abstraction (one segment per
-    sigmoid, ReLU exact or triangle) on the boxes they leave open, refinement at each spurious
-    candidate — sigmoid segments split at its pre-activations, or the box split along the
-    dimension that matters most for it (policy ``auto``: input splitting for low-dimensional free
-    inputs, segment refinement only otherwise).
+    """CEGAR: batched bounds on a queue of subproblems, an LP/MILP abstraction (one segment per
+    sigmoid, ReLU exact or triangle) on the ones they leave open, refinement at each spurious
+    candidate. Policy ``auto``: ``input`` (boxes split along the dimension that matters most for
+    the candidate) up to ``max_split_dims`` free inputs, else ``neuron`` (the neuron branch and
+    bound with the LP on open subproblems, its spurious candidate choosing the sigmoid segment
+    split at its own pre-activation; input or neuron split per subproblem by measured progress;
+    docs/NEURON_BAB.md). ``segments``: one box, its LP refined at sigmoid segments in place.
 
     Sound. Complete in the limit with input splitting (boxes shrink until bounds or a box centre
-    decide them), up to the padding and a smallest box width of 1e-9; the segments policy refines
-    until the time or iteration limit. Requires the bounds provider and the LP/MILP backend."""
+    decide them), up to the padding and a smallest box width of 1e-9; so is ``neuron`` (as
+    ``neuron-bab``); the segments policy refines until the time or iteration limit. Requires the
+    bounds provider and the LP/MILP backend."""
     if ctx.policy == "neuron":
         return neuron_branch_and_bound(ctx, guided=True)
     return branch_and_refine(ctx, use_solver=True, split_allowed=ctx.policy == "input")

@@ -9,8 +9,10 @@ margin rows as the objective. Per batch::
            from the parent) ──► infeasible or every disjunct > tol + padding: closed
     box centres and linearisation corners of the open ones ──► confirmed on the real model: falsified
     open, pure ReLU with few unstable neurons ──► LP/MILP (box_solve) within the solver's time share
+        (guided, i.e. cegar's policy 'neuron': any network; a spurious LP candidate is kept)
     still open ──► split: input bisection or one neuron (ReLU phase / sigmoid segment at the
-                   candidate), chosen per subproblem by the progress each kind has measured
+                   candidate — the LP's own, when guided), chosen per subproblem by the progress
+                   each kind has measured
 
 Soundness: the leaves' sets (box ∩ splits, on the float64 IR's pre-activations) cover the input
 box, since each split is a case split ``v <= 0 | v >= 0`` or ``v <= p | v >= p``. A leaf is
