@@ -146,3 +146,16 @@ def _tiny():
     model = _net(0, 2, (3,), nn.Sigmoid)
     from cegarnn.network import from_torch
     return from_torch(model, (2,)), -np.ones(2), np.ones(2), classification_unsafe(3, 0)
+
+
+def test_the_benchmark_runner_records_split_counts():
+    """``cegarnn bench`` keeps, per input box, how a neuron-policy proof was found (root or splits)."""
+    from cegarnn.vnncomp.runner import solve_instance
+    model, prob, x, eps, label = _sigmoid_case()
+    out = solve_instance([prob], 40, method="cegar", policy="neuron", solver_time_share=1.0, attack=False)
+    assert out.result == "unsat", out.reason
+    counts = out.cases[0][3]
+    assert counts["input_splits"] + counts["neuron_splits"] > 0 and counts["lp_calls"] > 0, counts
+    assert out.to_json()["cases"][0][3] == counts
+    plain = solve_instance([prob], 3, method="cegar", policy="input")
+    assert plain.cases[0][3] is None

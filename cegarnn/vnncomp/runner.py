@@ -48,11 +48,22 @@ class InstanceResult:
     y: Optional[np.ndarray] = None       # its outputs (onnxruntime when available, else the IR)
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0
-    cases: list = field(default_factory=list)   # per input box: (status, reason, seconds)
+    cases: list = field(default_factory=list)   # per input box: (status, reason, seconds, split counts or None)
 
     def to_json(self) -> dict:
         return {"result": self.result, "reason": self.reason, "prepare_seconds": self.prepare_seconds,
                 "run_seconds": self.run_seconds, "cases": self.cases}
+
+
+def split_counts(res) -> Optional[dict]:
+    """The input / neuron split counts of a neuron branch-and-bound run (``cegar``'s neuron policy,
+    ``neuron-bab``), None for other runs: what tells a proof by splits from one at the root."""
+    from ..verifier.neuron_bab import SUMMARY
+    last = res.stats.trajectory[-1] if res.stats.trajectory else None
+    if not isinstance(last, dict) or last.get("move") != SUMMARY:
+        return None
+    return {k: last.get(k, 0) for k in ("input_splits", "neuron_splits", "segment_splits", "relu_splits",
+                                        "lp_calls", "lp_guided_splits")}
 
 
 def solve_instance(problems: list, timeout: float, method: str = DEFAULT_METHOD, **options) -> InstanceResult:
@@ -72,7 +83,7 @@ def solve_instance(problems: list, timeout: float, method: str = DEFAULT_METHOD,
             return InstanceResult("timeout", f"time limit reached before input box {k + 1}/{len(problems)}",
                                   run_seconds=time.perf_counter() - start, cases=cases)
         res = verify(problem, method=method, time_limit=remaining, **options)
-        cases.append((res.status, res.reason, round(res.stats.wall_time, 4)))
+        cases.append((res.status, res.reason, round(res.stats.wall_time, 4), split_counts(res)))
         if res.status == Verdict.FALSIFIED:
             c = res.counterexample
             y = c.output_reference if c.output_reference is not None else c.output_ir
