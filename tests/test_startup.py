@@ -203,3 +203,17 @@ def test_auto_bounds_segments_root_adds_alpha_where_crown_does_not_prove():
     X = prob.lower + np.random.default_rng(0).random((2000, 6)) * (prob.upper - prob.lower)
     for v, lo_b, up_b in zip(ctx.spec_net.forward_all(X), b.lower, b.upper):
         assert np.all(v >= lo_b - 1e-9) and np.all(v <= up_b + 1e-9)
+
+
+def test_vnnlib_run_does_not_import_the_repair_and_invariance_registries(tiny_onnx, tmp_path):
+    """Their registries fill only the help of their own subcommands (about 0.1 s of start-up)."""
+    net, prop = _tiny_instance(tiny_onnx, tmp_path, "(or (>= Y_0 1000) (<= Y_1 -1000))")
+    out = tmp_path / "res.txt"
+    packages = ("cegarnn.repair", "cegarnn.invariance")
+    seen = json.loads(_python(_PROBE.format(heavy=packages, argv=["vnnlib", str(net), str(prop), "--timeout", "30",
+                                                                    "--out", str(out)])).splitlines()[-1])
+    assert read_result(out)[0] == "unsat"
+    assert seen["end"] == []
+    listed = _python("from cegarnn.cli.commands import build_parser\n"
+                     "print(build_parser('repair')._subparsers._group_actions[0].choices['repair'].epilog)")
+    assert "finetune" in listed

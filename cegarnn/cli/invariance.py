@@ -140,14 +140,15 @@ def cmd_invariance(a) -> int:
     return code
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register ``invariance`` on the subparsers ``sub`` of the ``cegarnn`` command."""
+def add_parser(sub, listing: bool = True) -> argparse.ArgumentParser:
+    """Register ``invariance`` on the subparsers ``sub`` of the ``cegarnn`` command (``listing``:
+    name the registered problems in its help, which imports them)."""
     r = sub.add_parser(
         "invariance", help="invertibility, certified radius, network matching (cegarnn.invariance)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Two copies of a network in one MILP. Writes OUT/result.json.\n"
                     "Exit codes: 0 proved or refuted, 1 unknown, 2 bad input.",
-        epilog="problems:\n" + problems_text() +
+        epilog="problems:\n" + (problems_text() if listing else "  (cegarnn invariance --list)") +
                "\n\noptions (--option KEY=VALUE, values in JSON): tau=0 tol=0.0001 norm=linf|l1 threshold=0.5\n"
                "  bounds=crown|interval|lp backend=highs|pulp top_k=4 max_rounds=30 confirm_tol=1e-8 "
                "reference_tol=1e-4\n  split=true coupling=none|bounds|signs; radius: kind=invertibility|"

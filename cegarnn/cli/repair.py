@@ -123,8 +123,9 @@ def _cmd_spec(a) -> int:
     return code
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register ``repair`` on the subparsers ``sub`` of the ``cegarnn`` command."""
+def add_parser(sub, listing: bool = True) -> argparse.ArgumentParser:
+    """Register ``repair`` on the subparsers ``sub`` of the ``cegarnn`` command (``listing``: name
+    the registered algorithms in its help, which imports them)."""
     r = sub.add_parser(
         "repair", help="repair a network so that given inputs get their labels (cegarnn.repair)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -132,7 +133,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "With --spec: repair until every generative problem is verified (exit 0 all verified).\n"
                     "Writes OUT/result.json and, when repaired, OUT/repaired.onnx (float32).\n"
                     "Exit codes: 0 repaired, 1 infeasible or unknown, 2 bad input.",
-        epilog="algorithms:\n" + algorithms_text() +
+        epilog="algorithms:\n" + (algorithms_text() if listing else "  (cegarnn repair --list)") +
                "\n\nfinetune options (--option KEY=VALUE, values in JSON): layer=-1 norm=linf|l1 "
                "tie_break=l1|linf|keep\n  margin=0.001 bound=0.5 keep_mode=hard|hinge|count keep_margin=0 "
                "train_bias=true backend=highs")
