@@ -229,6 +229,28 @@ def test_alpha_at_least_as_tight_as_crown_and_sound(acts, torch1):
         assert np.all(V[-1] @ C.T >= sa.objective_lower[b] - 0.0)
 
 
+def test_alpha_deadline_stops_the_steps_and_stays_sound(torch1):
+    """A past deadline: only the first pass runs (the same bounds as 0 steps), still sound; a far
+    one: all steps, as without a deadline."""
+    import time
+    rng = np.random.default_rng(23)
+    net = random_net(rng, [4, 12, 10, 3], ("sigmoid",))
+    lo, hi = boxes(rng, 2, 4, width=1.5)
+    C = np.array([[1.0, -1.0, 0.0]])
+    bb = BatchBounder(net)
+    _, s0 = bb.bounds(lo, hi, objective=C, alpha=True, iterations=0)
+    past, s_past = bb.bounds(lo, hi, objective=C, alpha=True, iterations=50, deadline=time.perf_counter() - 1)
+    _, s_full = bb.bounds(lo, hi, objective=C, alpha=True, iterations=15)
+    _, s_far = bb.bounds(lo, hi, objective=C, alpha=True, iterations=15, deadline=time.perf_counter() + 600)
+    np.testing.assert_allclose(s_past.objective_lower, s0.objective_lower)
+    np.testing.assert_allclose(s_far.objective_lower, s_full.objective_lower)
+    assert np.sum(s_full.objective_lower - s_past.objective_lower) > 1e-6      # the steps did something
+    for b in range(2):
+        V = net.forward_all(samples(rng, lo[b], hi[b]))
+        assert_contains(past, b, V)
+        assert np.all(V[-1] @ C.T >= s_past.objective_lower[b])
+
+
 def test_alpha_warm_start(torch1):
     rng = np.random.default_rng(5)
     net = random_net(rng, [4, 10, 10, 3], ("sigmoid", "relu"))

@@ -45,6 +45,7 @@ from .result import FALSIFIED, UNKNOWN, VERIFIED, Reason, Result
 log = logging.getLogger("cegarnn.verifier")
 
 ROOT_ALPHA_ITERATIONS = 20     # alpha-CROWN steps on the root subproblem
+ROOT_ALPHA_SHARE = 0.25        # ... started within this share of the time left (then the best so far)
 CHILD_ALPHA_ITERATIONS = 5     # ... on children (bounds='alpha-crown'), warm-started from the parent
 MAX_QUEUE = 50_000             # open subproblems kept at most (then 'unknown': memory)
 SUMMARY = "neuron_bab"         # stats.trajectory[-1]['move'] of a run: its split counts
@@ -79,19 +80,21 @@ class NeuronBaB:
             self._alpha = BatchBounder(self.net, backend="torch", dtype="float64", intermediate="unstable")
         return self._alpha
 
-    def alpha_bounds(self, lo, hi, splits, init, iterations):
-        """alpha-CROWN of a batch (warm start ``init`` when it fits, else cold); None where it fails
-        (then the caller keeps CROWN: a failure costs tightness, never soundness)."""
+    def alpha_bounds(self, lo, hi, splits, init, iterations, share: float = 1.0):
+        """alpha-CROWN of a batch (warm start ``init`` when it fits, else cold), its steps within
+        ``share`` of the time left; None where it fails (then the caller keeps CROWN: a failure
+        costs tightness, never soundness)."""
+        deadline = time.perf_counter() + share * max(self.ctx.remaining(), 0.0)
         for warm in ((init, None) if init is not None else (None,)):
             try:
-                return self.alpha_bounder().bounds(lo, hi, splits, self.eye, alpha=True,
-                                                   iterations=iterations, alpha_init=warm)
+                return self.alpha_bounder().bounds(lo, hi, splits, self.eye, alpha=True, iterations=iterations,
+                                                   alpha_init=warm, deadline=deadline)
             except (RuntimeError, ValueError, IndexError, KeyError) as exc:
                 log.debug("alpha-CROWN failed (%r, warm start: %s)", exc, warm is not None)
         self.alpha_failed = True
         return None
 
-    def bound(self, subs: list, alpha: bool, iterations: int = CHILD_ALPHA_ITERATIONS):
+    def bound(self, subs: list, alpha: bool, iterations: int = CHILD_ALPHA_ITERATIONS, share: float = 1.0):
         """(LayerBounds with the margin rows' best lower bounds — this call's or an ancestor's —,
         BoundState, this call's own row bounds (B, rows): what progress is measured on)."""
         ctx = self.ctx
@@ -99,7 +102,7 @@ class NeuronBaB:
         hi = np.stack([s.hi for s in subs])
         splits = batch_splits(subs, self.net.sizes)
         with ctx.timed("bounds"):
-            out = self.alpha_bounds(lo, hi, splits, _stack_alphas([s.alpha for s in subs]), iterations) \
+            out = self.alpha_bounds(lo, hi, splits, _stack_alphas([s.alpha for s in subs]), iterations, share) \
                 if alpha and not self.alpha_failed else None
             b, st = out if out is not None else self.crown.bounds(lo, hi, splits, self.eye)
         ctx.stats.boxes_bounded += len(subs)
@@ -148,7 +151,7 @@ class NeuronBaB:
         closed = self.closed(b, st)
         if root and not closed[0] and self.mode != "plain":       # alpha-CROWN on the root box
             batch[0].rows_lower = b.lower[-1][0]
-            b, st, own_alpha = self.bound(batch, True, ROOT_ALPHA_ITERATIONS)
+            b, st, own_alpha = self.bound(batch, True, ROOT_ALPHA_ITERATIONS, ROOT_ALPHA_SHARE)
             self.summary["root_alpha"] = not self.alpha_failed
             closed = self.closed(b, st)
             if self.mode == "alpha-crown":      # children are measured against the bound of their own kind

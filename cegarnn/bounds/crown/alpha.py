@@ -18,6 +18,8 @@ from CROWN's choices.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ...network.ir import Affine
@@ -57,7 +59,7 @@ def _init_params(torch, layer, l, u, shape, init):
 
 
 def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float, beta: bool = False,
-                beta_lr=None, beta_iterations=None):
+                beta_lr=None, beta_iterations=None, deadline=None):
     """alpha-CROWN on one chunk of validated subproblems: ``(LayerBounds, BoundState)``. ``beta``:
     also Lagrangian multipliers of the splits (:mod:`.beta`) in the objective's bound (``'all'``:
     in every intermediate bound too), held at their start (0, or
@@ -119,6 +121,8 @@ def alpha_crown(bounder, lo, hi, splits, C, init, iterations: int, lr: float, be
     t_obj = T(bounder.objective_tol(comb, C)) if use_obj else None
     out_k = L if L in targets else None
     for it in range(iterations + 1):
+        if it and deadline is not None and time.perf_counter() > deadline:
+            break                       # the best bounds of the steps done so far are kept
         final = it == iterations
         with torch.set_grad_enabled(not final):
             lo_cur, hi_cur = dict(cl), dict(cu)

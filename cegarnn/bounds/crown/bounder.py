@@ -105,7 +105,8 @@ class BatchBounder:
     # ----------------------------------------------------------------- API
     def bounds(self, lower, upper, splits: Optional[Splits] = None, objective=None, *, alpha: bool = False,
                alpha_init: Optional[dict] = None, iterations: int = 20, lr: float = 0.25,
-               beta=False, beta_lr: Optional[float] = None, beta_iterations: Optional[int] = None):
+               beta=False, beta_lr: Optional[float] = None, beta_iterations: Optional[int] = None,
+               deadline: Optional[float] = None):
         """Sound bounds on every value of ``network.forward_all`` for each subproblem (box (n,) or
         batch (B, n), plus ``splits``) and, if ``objective`` (``C``: (m, n_out) or (B, m, n_out))
         is given, lower bounds of ``C y`` in ``state.objective_lower``.
@@ -117,6 +118,8 @@ class BatchBounder:
         after the ``iterations`` alpha steps, ``beta_iterations`` (default ``iterations``) more steps
         that also move the multipliers (rate ``beta_lr``, default ``beta.BETA_LR``),
         so never looser than ``beta=False`` (unless ``alpha_init`` holds betas to start from).
+        ``deadline`` (a ``time.perf_counter()`` value): no optimisation step starts after it (the
+        best bounds of the steps done are returned; the first pass always runs).
         ``beta=True`` without an objective or without splits changes nothing.
         Returns ``(LayerBounds, BoundState)``; a single box gives unbatched arrays."""
         if beta not in (False, True, "all"):
@@ -134,7 +137,7 @@ class BatchBounder:
             if alpha:
                 init = take_alphas(alpha_init, sl) if alpha_init is not None else None
                 parts.append(alpha_crown(self, lo[sl], hi[sl], sp_, Cs, init, iterations, lr, beta, beta_lr,
-                                         beta_iterations))
+                                         beta_iterations, deadline))
             else:
                 parts.append(self.crown(lo[sl], hi[sl], sp_, Cs, torch_path=self.backend == "torch"))
         result, state = _concat(parts)
