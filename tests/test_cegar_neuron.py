@@ -159,3 +159,15 @@ def test_the_benchmark_runner_records_split_counts():
     assert out.to_json()["cases"][0][3] == counts
     plain = solve_instance([prob], 3, method="cegar", policy="input")
     assert plain.cases[0][3] is None
+
+
+def test_root_adds_auto_lirpa_alpha_when_the_time_allows_and_stays_sound():
+    model, prob, x, eps, label = _sigmoid_case()
+    res = cegarnn.verify(prob, method="cegar", policy="neuron", attack=False, time_limit=40)
+    s = _summary(res)
+    assert s["root_alpha"] and s["root_lirpa_alpha"], s
+    assert res.status == "verified", res.reason
+    assert _sampled_min_margin(model, x - eps, x + eps, label) > 0
+    # no time for it: skipped (it cannot be interrupted)
+    quick = cegarnn.verify(prob, method="cegar", policy="neuron", attack=False, time_limit=0.5)
+    assert not _summary(quick)["root_lirpa_alpha"]
