@@ -16,7 +16,7 @@ from cegarnn.network.ir import sigmoid
 from cegarnn.specs.problem import box_problem
 from cegarnn.specs.property import classification_unsafe
 from cegarnn.verifier.neuron_split import lp_gap_scores
-from test_neuron_bab import _check_cex, _critical_eps, _net, _problem, _sampled_min_margin
+from test_neuron_bab import _critical_eps, _net, _problem, _sampled_min_margin, check_verdict_against_sampling
 
 torch.set_num_threads(1)
 
@@ -33,23 +33,7 @@ def _summary(res) -> dict:
 @pytest.mark.parametrize("seed,act,factor", [(s, a, f) for s in range(3) for a in (nn.Sigmoid, nn.Tanh)
                                              for f in (0.8, 1.2)])
 def test_verdicts_agree_with_sampling(seed, act, factor):
-    n = 4
-    model = _net(seed, n, (8, 8), act, gain=3.0)
-    x = np.random.default_rng(seed).normal(size=n)
-    with torch.no_grad():
-        label = int(model(torch.as_tensor(x[None])).argmax())
-    eps = factor * _critical_eps(model, x, label)
-    prob, _ = _problem(model, n, x, eps, label)
-    res = cegarnn.verify(prob, time_limit=20, **GUIDED)
-    gmin = _sampled_min_margin(model, x - eps, x + eps, label)
-    if gmin < 0:
-        assert res.status != "verified", f"sampling found margin {gmin} but cegar/neuron said verified"
-    if res.status == "falsified":
-        _check_cex(model, res, x - eps, x + eps, label)
-    if gmin > 0.05:
-        assert res.status != "falsified"
-    if gmin < -0.05 or gmin > 0.05:
-        assert res.decided, (gmin, res.reason)
+    check_verdict_against_sampling(seed, act, factor, **GUIDED)
 
 
 def _sigmoid_case():

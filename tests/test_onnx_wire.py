@@ -17,6 +17,7 @@ import cegarnn.network.onnx_io as onnx_io
 from cegarnn.fileio import read_maybe_gzip
 from cegarnn.network import Affine, Network, NetworkError, ReLU, load_onnx, network_from_onnx_model, save_onnx
 from cegarnn.network import onnx_wire as wire
+from test_network_io import fvi as _fvi, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT.parent / "shared" / "benchmarks"
@@ -90,15 +91,8 @@ def _save(model, path: Path) -> Path:
 
 
 def _model(nodes, inputs, outputs, inits, opset=13):
-    graph = helper.make_graph(nodes, "test", inputs, outputs,
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
-
-
-def _fvi(name, shape):
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+    (output,) = outputs
+    return make_model(nodes, inputs, output, inits, opset)
 
 
 # ------------------------------------------------------------------------ whole models
