@@ -30,8 +30,9 @@ class BoxKind(enum.Enum):
 class BoxOutcome:
     kind: BoxKind
     counterexample: Optional[Counterexample] = None   # FALSIFIED
-    candidate: Optional[np.ndarray] = None            # SPLIT: the spurious candidate (None: none found)
-    disjunct: Optional[int] = None                    # SPLIT: the candidate's disjunct
+    candidate: Optional[np.ndarray] = None            # SPLIT (or UNKNOWN without refinement): the spurious
+                                                      # candidate (None: none found)
+    disjunct: Optional[int] = None                    # ... the candidate's disjunct
     reason: str = ""                                  # UNKNOWN
     values: Optional[list] = None                     # UNKNOWN without refinement: the spurious
                                                       # candidate's values per layer (for a neuron split)

@@ -159,7 +159,7 @@ class NeuronBaB:
 
     def step(self, batch: list, root: bool):
         """Bound, check and split one batch: a final Result or the children to queue."""
-        ctx, opts, stats, problem = self.ctx, self.ctx.opts, self.ctx.stats, self.ctx.problem
+        ctx, stats, problem = self.ctx, self.ctx.stats, self.ctx.problem
         use_alpha = self.mode == "alpha-crown" and not root
         b, st, own = self.bound(batch, use_alpha)
         stats.iterations += len(batch)

@@ -140,7 +140,6 @@ def tangent_limits(fn: SShapeFns, l, u):
     ``d_lo = -inf``) where the secant is the tight valid line (and for non-straddling neurons).
     Computed on the straddling neurons only; call without gradient."""
     ops = fn.ops
-    xp = ops.xp
     d_up = 0 * u + float("inf")
     d_lo = 0 * u - float("inf")
     s = (l < 0) & (u > 0) & (u - l >= TINY)
