@@ -127,8 +127,9 @@ def execution_error(network: Network, lower: list, upper: list, precision: str =
 
 
 def _errors(network: Network, lower: list, upper: list, precision: str, include_folded: bool = True,
-            n_layers: int | None = None):
-    """(total errors e_k, local errors r_k introduced by layer k) for values 0..n_layers."""
+            n_layers: int | None = None, first_error=None):
+    """(total errors e_k, local errors r_k introduced by layer k) for values 0..n_layers;
+    ``first_error`` is added to the first layer's (see :func:`output_padding`)."""
     if precision not in UNIT_ROUNDOFF:
         raise ValueError(f"precision must be one of {sorted(UNIT_ROUNDOFF)}, got {precision!r}")
     zero = np.zeros_like(np.asarray(lower[0], dtype=np.float64))
@@ -144,6 +145,9 @@ def _errors(network: Network, lower: list, upper: list, precision: str, include_
             errors.append(activation_error(layer, e, lo, hi, precision))
             local.append(np.zeros_like(errors[-1]) if isinstance(layer, ReLU)
                          else np.full_like(errors[-1], ACTIVATION_ABS_ERROR[precision]))
+        if i == 0 and first_error is not None:
+            errors[1] = errors[1] + first_error
+            local[1] = local[1] + first_error
     return errors, local
 
 
@@ -168,7 +172,8 @@ def _right_matmul(J: np.ndarray, W) -> np.ndarray:
     return J @ W
 
 
-def output_padding(network: Network, C, lower: list, upper: list, precision: str = "float32") -> np.ndarray:
+def output_padding(network: Network, C, lower: list, upper: list, precision: str = "float32",
+                   first_error=None) -> np.ndarray:
     """``pad_i >= |C_i ŷ(x) - C_i y(x)|`` over the box: how far each row ``C_i y`` of the executed
     model (see :func:`execution_error`) can be from the IR's. A proof that ``C_i y - d_i > pad_i``
     on the IR therefore covers the executed model.
@@ -182,6 +187,10 @@ def output_padding(network: Network, C, lower: list, upper: list, precision: str
     ``|W|`` at every layer. Only values ``0..len(network.layers)-1`` of ``lower``/``upper`` are read
     (and the output's when the last layer is an activation), so bounds of a network with ``C``
     merged into its last layer do. One box ``(size,)`` or a batch ``(B, size)``.
+
+    ``first_error`` (per output of the first layer): how far the values the bounds describe may be
+    from ``network``'s first layer on top of rounding (the bounds come from a rotated copy of it,
+    :mod:`cegarnn.specs.rotation`); it is carried to the outputs like a local rounding error.
     """
     C = np.atleast_2d(np.asarray(C, dtype=np.float64))
     L = len(network.layers)
@@ -191,7 +200,7 @@ def output_padding(network: Network, C, lower: list, upper: list, precision: str
     batched = lower[0].ndim == 2
     if not batched:
         lower, upper = [v[None] for v in lower], [v[None] for v in upper]
-    errors, local = _errors(network, lower, upper, precision)
+    errors, local = _errors(network, lower, upper, precision, first_error=first_error)
     B = lower[0].shape[0]
     Jl = np.broadcast_to(C, (B,) + C.shape).copy()
     Ju = Jl.copy()

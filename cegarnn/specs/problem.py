@@ -39,6 +39,10 @@ class Problem:
     model, or the IR itself); see :mod:`cegarnn.bounds.rounding`. ``None``: proofs cover only the
     float64 IR in real arithmetic (no padding for the executed model — the reading of most
     published verifiers; say so when you report such a result).
+
+    ``rotation`` (an :class:`~cegarnn.specs.rotation.InputRotation`, made only by
+    :func:`~cegarnn.specs.rotation.rotated_problem`): the free inputs are rotated coordinates of
+    another problem's; proofs are padded for the difference, counterexamples confirmed there.
     """
 
     network: Network
@@ -52,6 +56,7 @@ class Problem:
     strict_lower: Optional[np.ndarray] = None
     strict_upper: Optional[np.ndarray] = None
     precision: Optional[str] = "float32"
+    rotation: Optional[object] = None
 
     def __post_init__(self):
         if self.precision not in ("float32", "float64", None):

@@ -16,6 +16,7 @@ from ..bounds.box import LayerBounds
 from ..bounds.rounding import output_padding
 from ..network.ir import Affine, Network, Sigmoid, Tanh
 from ..specs.problem import Problem
+from ..specs.rotation import rotation_rank
 from .options import Options
 from .result import Counterexample, Result, Stats, Verdict
 
@@ -44,7 +45,7 @@ class RunContext:
     groups: list                     # row indices of each disjunct
     sig_layers: list                 # indices of sigmoid/tanh layers
     exec_net: Network                # problem.network with layers aligned to spec_net's (for the padding)
-    policy: str = "input"            # resolved refinement policy: 'input', 'segments' or 'neuron'
+    policy: str = "input"            # resolved refinement policy: 'input', 'segments', 'neuron' or 'rotated'
     bounders: dict = field(default_factory=dict, repr=False)   # our BatchBounders of spec_net, by method
 
     @classmethod
@@ -52,9 +53,9 @@ class RunContext:
         start = time.perf_counter()
         C, d, groups = problem.unsafe.stacked
         spec_net = problem.network.with_output_layer(C, -d)
-        policy = opts.policy if opts.policy != "auto" else (
-            "input" if problem.n_free <= opts.max_split_dims else "neuron")
-        exec_net = problem.network.simplified()
+        policy = opts.policy if opts.policy != "auto" else auto_policy(problem, opts)
+        # the network the executed model runs: a rotated problem's bounds describe a rotated copy
+        exec_net = (problem.network if problem.rotation is None else problem.rotation.network).simplified()
         if len(exec_net.layers) != len(spec_net.layers) - (0 if isinstance(exec_net.layers[-1], Affine) else 1):
             raise AssertionError("spec network layers do not align with the problem network's")
         return cls(problem, opts, method, start, Stats(), spec_net, C, d, groups,
@@ -142,11 +143,16 @@ class RunContext:
         (float32 unless the problem says otherwise) can be from the float64 IR's on the box; a proof
         needs every row's lower bound above it (plus ``tol``). See :func:`output_padding`.
         Zero when the problem's proofs cover only the float64 IR (``precision=None``)."""
-        if self.problem.precision is None:
+        rot = self.problem.rotation
+        if self.problem.precision is None and rot is None:
             return np.zeros(bounds.lower[-1].shape)
+        lower, upper, first_error = bounds.lower, bounds.upper, None
+        if rot is not None:     # the original network over the original box, plus the rotation's error
+            zlo, zhi = rot.original_box(lower[0], upper[0])
+            lower, upper, first_error = [zlo, *lower[1:]], [zhi, *upper[1:]], rot.first_error
         with self.timed("bounds"):
-            return output_padding(self.exec_net, self.C, bounds.lower, bounds.upper,
-                                  self.problem.precision)
+            return output_padding(self.exec_net, self.C, lower, upper, self.problem.precision or "float64",
+                                  first_error)
 
     def disjunct_lower(self, bounds: LayerBounds) -> np.ndarray:
         """Lower bounds on each disjunct's margin, minus the execution padding where it matters
@@ -173,6 +179,19 @@ class RunContext:
         pad = self.padding(bounds) if pad is None else pad
         lb = self.problem.unsafe.disjunct_lower_bounds(bounds.lower[-1] - pad)
         return [int(j) for j in np.argsort(lb, kind="stable") if lb[j] <= self.opts.tol]
+
+
+def auto_policy(problem: Problem, opts: Options) -> str:
+    """``policy='auto'``: ``input`` up to ``max_split_dims`` free inputs; above, ``rotated`` where the
+    first layer sees the box through at most ``max_split_dims`` directions
+    (:func:`~cegarnn.specs.rotation.rotation_rank`), else ``neuron``."""
+    if problem.n_free <= opts.max_split_dims:
+        return "input"
+    if problem.rotation is None:
+        rank = rotation_rank(problem)
+        if rank is not None and rank <= opts.max_split_dims:
+            return "rotated"
+    return "neuron"
 
 
 def _intersect(a: LayerBounds, b: LayerBounds) -> LayerBounds:

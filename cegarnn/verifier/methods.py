@@ -16,6 +16,7 @@ from .box_solve import BoxKind, solve_box
 from .branching import branch_and_refine
 from .context import RunContext, TimeLimit
 from .neuron_bab import neuron_branch_and_bound
+from .rotated import rotated_run
 from .result import FALSIFIED, UNKNOWN, VERIFIED, Reason, Result
 
 
@@ -59,6 +60,8 @@ def cegar(ctx: RunContext) -> Result:
     bounds provider and the LP/MILP backend."""
     if ctx.policy == "neuron":
         return neuron_branch_and_bound(ctx, guided=True)
+    if ctx.policy == "rotated":
+        return rotated_run(ctx)
     return branch_and_refine(ctx, use_solver=True, split_allowed=ctx.policy == "input")
 
 

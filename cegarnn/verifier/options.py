@@ -11,7 +11,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Mapping
 
-POLICIES = ("auto", "input", "segments", "neuron")
+POLICIES = ("auto", "input", "segments", "neuron", "rotated")
 AUTO_BOUNDS = "auto"
 
 
@@ -31,7 +31,9 @@ class Options:
                                      # policy's root box, where it does not prove, intersected with
                                      # auto_LiRPA alpha-CROWN
     backend: str = "highs"
-    policy: str = "auto"             # auto: input splitting when n_free <= max_split_dims, else neuron
+    policy: str = "auto"             # auto: input splitting when n_free <= max_split_dims; above, rotated
+                                     # where the first layer sees the box through <= max_split_dims
+                                     # directions (input splitting in those directions), else neuron
                                      # (neuron-level CEGAR branching, docs/NEURON_BAB.md); segments:
                                      # one LP/MILP on the whole box, refined at sigmoid segments
     max_split_dims: int = 16

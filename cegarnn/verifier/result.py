@@ -28,6 +28,7 @@ class Reason(StrEnum):
     ITERATION_LIMIT = "iteration limit"
     PROVED = "proved"
     EVERY_SUB_BOX_PROVED = "every sub-box proved"
+    PROVED_ROTATED = "every sub-box of the rotated inputs proved"
     EVERY_SUBPROBLEM_PROVED = "every subproblem (box and neuron splits) proved or infeasible"
     PROVED_BY_SOLVER = "proved by the solver"
     SOLVER_COUNTEREXAMPLE = "solver counterexample confirmed"
