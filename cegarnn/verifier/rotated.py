@@ -1,11 +1,13 @@
 """The ``rotated`` policy of ``cegar``: input splitting in the principal directions of the first layer.
 
 The problem is rewritten over rotated inputs (:func:`cegarnn.specs.rotation.rotated_problem`), the
-``input`` policy runs on it for the time left, and its answer is carried back: a proof as it is (the
+``input`` policy runs on it for :data:`ROTATED_SHARE` of the time left, and its answer is carried back: a proof as it is (the
 rotated problem's padding covers the original model), a counterexample only once its point, mapped
 into the original box, is confirmed on the original problem. Anything else (a candidate that does
 not survive the mapping, a bisection that ends without an answer) hands the rest of the time to the
-``neuron`` policy on the original problem.
+``neuron`` policy on the original problem. (The rotated box is the bounding box of a zonotope:
+where the image of the original box is not a box, bisection may keep splitting near corners that
+hold no real point, so it cannot have all the time.)
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from .result import FALSIFIED, VERIFIED, Reason, Result, Stats
 
 log = logging.getLogger("cegarnn.verifier")
 
+#: share of the time left that the rotated problem gets before the neuron policy takes over
+ROTATED_SHARE = 0.5
+
 
 def rotated_run(ctx: RunContext) -> Result:
     """``cegar`` with ``policy='rotated'`` (module docstring). Sound: ``verified`` from a proof on a
@@ -29,7 +34,8 @@ def rotated_run(ctx: RunContext) -> Result:
     ctx.check_time()
     rp = rotated_problem(ctx.problem)
     rot = rp.rotation
-    sub = RunContext.create(rp, ctx.method, replace(ctx.opts, policy="input", time_limit=ctx.remaining()))
+    sub = RunContext.create(rp, ctx.method, replace(ctx.opts, policy="input",
+                                                    time_limit=ROTATED_SHARE * ctx.remaining()))
     try:
         res = branch_and_refine(sub, use_solver=True, split_allowed=True)
     except TimeLimit:
@@ -38,17 +44,16 @@ def rotated_run(ctx: RunContext) -> Result:
         _add_stats(ctx.stats, sub.stats)
     ctx.stats.trajectory.append({"move": "rotated", "rank": rot.rank,
                                  "status": "time limit" if res is None else str(res.status)})
-    if res is None:
-        raise TimeLimit()
-    if res.status is VERIFIED:
+    if res is not None and res.status is VERIFIED:
         return ctx.result(VERIFIED, Reason.PROVED_ROTATED)
-    if res.status is FALSIFIED and res.counterexample is not None:
+    if res is not None and res.status is FALSIFIED and res.counterexample is not None:
         c = res.counterexample
         cex = confirm(ctx.problem, rot.to_original(c.free_input), found_by=f"{c.found_by} (rotated inputs)")
         if cex is not None:
             return ctx.result(FALSIFIED, res.reason, cex)
-    log.info("rotated inputs ended %s (%s); neuron policy for the %.2f s left", res.status, res.reason,
-             ctx.remaining())
+    ctx.check_time()
+    log.info("rotated inputs ended %s; neuron policy for the %.2f s left",
+             "at their time share" if res is None else f"{res.status} ({res.reason})", ctx.remaining())
     ctx.policy = "neuron"
     return neuron_branch_and_bound(ctx, guided=True)
 
