@@ -93,6 +93,16 @@ def test_known_verified_instances_are_not_falsified_by_sampling(seed):
     assert m.min() >= inst.known["min_margin_at_least"] - 1e-5
 
 
+@pytest.mark.parametrize("seed", SEEDS_V[:2])
+def test_cegar_proves_known_verified_instances_in_rotated_coordinates(seed):
+    """policy auto rotates these (k > 16 free inputs, first layer of effective rank 1); without the
+    rotation no method proved any of them in 30 s (docs/RANDOM_INSTANCES.md)."""
+    import cegarnn
+    res = cegarnn.verify(_inst(seed, "verified").problem(), method="cegar", time_limit=20)
+    assert res.status == "verified" and res.reason == "every sub-box of the rotated inputs proved", res.reason
+    assert res.stats.trajectory[-1]["move"] == "rotated" and res.stats.trajectory[-1]["rank"] == 1
+
+
 def test_exact_min_is_sound_and_tight_on_a_fresh_seed():
     b = _inst(4, "verified").base          # a fresh run of the check (the cache is not used)
     res = ri.exact_min(b, time_limit=20.0)  # on the shifted network: the instance shifts base's bias in place
