@@ -138,7 +138,7 @@ def rotated_problem(problem):
     err = (g * (absWD @ absV) @ s_radius + absWD @ orth.sum(1)
            + g * (np.abs(W) @ np.abs(centre) + np.abs(first.b)))
     first_error = 2.0 * err * (1 + 1e-6) + 1e-300
-    rotated_first = Affine(W_rot, b_rot, first.folded, first.folded_terms)
+    rotated_first = Affine(W_rot, b_rot)     # its rounding is padded on the original layer (context)
     net = Network((rotated_first,) + tuple(problem.network.layers[1:]), (k,),
                   name=(problem.network.name or "network") + " (rotated inputs)")
     rot = InputRotation(V, centre, radius, s_radius, problem.lower.copy(), problem.upper.copy(),
