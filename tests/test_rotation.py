@@ -142,3 +142,14 @@ def test_a_corner_without_real_points_hands_over_to_the_neuron_policy():
     assert res.status == "verified", res.reason
     moves = [t.get("move") for t in res.stats.trajectory]
     assert moves[0] == "rotated" and res.stats.trajectory[0]["status"] != "verified" and moves[-1] == "neuron_bab"
+
+
+def test_a_network_without_a_first_affine_layer_is_not_rotated():
+    from cegarnn.network.ir import Sigmoid
+    net = Network((Sigmoid(), Affine(np.ones((3, K)), np.zeros(3))), (K,))
+    p = box_problem(net, -np.ones(K), np.ones(K), classification_unsafe(3, 0))
+    assert rotation_rank(p) is None and RunContext.create(p, "cegar", Options()).policy == "neuron"
+    with pytest.raises(SpecError, match="first Affine layer"):
+        rotated_problem(p)
+    with pytest.raises(SpecError, match="first Affine layer"):
+        cegarnn.verify(p, method="cegar", policy="rotated", attack=False, time_limit=5)

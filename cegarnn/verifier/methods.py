@@ -52,7 +52,10 @@ def cegar(ctx: RunContext) -> Result:
     the candidate) up to ``max_split_dims`` free inputs, else ``neuron`` (the neuron branch and
     bound with the LP on open subproblems, its spurious candidate choosing the sigmoid segment
     split at its own pre-activation; input or neuron split per subproblem by measured progress;
-    docs/NEURON_BAB.md). ``segments``: one box, its LP refined at sigmoid segments in place.
+    docs/NEURON_BAB.md); but ``rotated`` above ``max_split_dims`` free inputs where the first layer
+    sees the box through at most ``max_split_dims`` directions (input splitting along them, then
+    ``neuron`` for the rest of the time; docs/ROTATED_INPUTS.md). ``segments``: one box, its LP
+    refined at sigmoid segments in place.
 
     Sound. Complete in the limit with input splitting (boxes shrink until bounds or a box centre
     decide them), up to the padding and a smallest box width of 1e-9; so is ``neuron`` (as
