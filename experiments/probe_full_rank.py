@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import random_instances as ri  # noqa: E402
 
 
-def full_rank_instance(seed: int, fraction: float):
-    """(Instance, spread, pgd margin after the shift) of the full-rank variant of ``ri.base(seed)``."""
+def full_rank_instance(seed: int, fraction: float, box_scale: float = 1.0):
+    """(Instance, spread, pgd margin after the shift) of the full-rank variant of ``ri.base(seed)``,
+    its latent box scaled by ``box_scale`` about its centre (after the weights are drawn)."""
     b = ri.base(seed)
     rng = np.random.default_rng(seed + 1000)
     Wz = b.gen[0].weight.detach().double().numpy()[:, ri.FIXED:]
@@ -42,6 +43,7 @@ def full_rank_instance(seed: int, fraction: float):
     with torch.no_grad():
         b.gen[0].weight[:, ri.FIXED:] = torch.as_tensor(N, dtype=torch.float32)
         b.gen[0].bias += torch.as_tensor((Wz - N) @ zc, dtype=torch.float32)
+    b.lower, b.upper = zc - box_scale * rho, zc + box_scale * rho
     _, m_pgd = ri._pgd(b, restarts=64, steps=200)
     spread = float(np.median(ri.margins(b, ri._uniform(rng, b.lower, b.upper, 5000))) - m_pgd)
     shift = ri._apply_shift(b, fraction * spread - m_pgd)
@@ -53,22 +55,24 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(200, 206)))
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--box-scale", type=float, nargs="+", default=[1.0],
+                    help="latent box half-widths times this, about the centre (one run per value)")
     ap.add_argument("--out", type=Path, default=ROOT / "experiments/results/issue15/full_rank_probe")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     import cegarnn
     from cegarnn.specs.rotation import rotation_rank
     rows = []
-    for fraction in args.fractions:
+    for scale, fraction in [(s, f) for s in args.box_scale for f in args.fractions]:
         for seed in args.seeds:
-            inst, spread, m = full_rank_instance(seed, fraction)
+            inst, spread, m = full_rank_instance(seed, fraction, scale)
             p = inst.problem()
             t = time.perf_counter()
             r = cegarnn.verify(p, method="cegar", time_limit=args.timeout)
-            row = {"seed": seed, "k": inst.base.k, "rank": rotation_rank(p), "fraction": fraction,
-                   "spread": round(spread, 4), "pgd_margin": round(m, 4), "status": str(r.status),
-                   "reason": str(r.reason), "time": round(time.perf_counter() - t, 2),
-                   "subproblems": r.stats.boxes_bounded}
+            row = {"box_scale": scale, "seed": seed, "k": inst.base.k, "rank": rotation_rank(p),
+                   "fraction": fraction, "spread": round(spread, 4), "pgd_margin": round(m, 4),
+                   "status": str(r.status), "reason": str(r.reason),
+                   "time": round(time.perf_counter() - t, 2), "subproblems": r.stats.boxes_bounded}
             rows.append(row)
             print(row, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +86,9 @@ def main(argv=None) -> int:
              f"Machine: 2 shared cores ({platform.machine()}, AMD EPYC), other jobs running; 1 torch thread. "
              f"Method `cegar`, policy `auto` (the rank is above 16, or equal to k, so `neuron`).  ",
              f"Rows: `{args.out.with_suffix('.csv').relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out.name + '.csv'}`", "",
-             "| fraction | seed | k | rank | spread | PGD margin | status | time (s) | subproblems |",
-             "|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
-    lines += [f"| {r['fraction']} | {r['seed']} | {r['k']} | {r['rank']} | {r['spread']} | {r['pgd_margin']} | "
+             "| box scale | fraction | seed | k | rank | spread | PGD margin | status | time (s) | subproblems |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines += [f"| {r['box_scale']} | {r['fraction']} | {r['seed']} | {r['k']} | {r['rank']} | {r['spread']} | {r['pgd_margin']} | "
               f"{r['status']} | {r['time']} | {r['subproblems']} |" for r in rows]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
