@@ -157,3 +157,36 @@ def test_root_adds_auto_lirpa_alpha_when_the_time_allows_and_stays_sound():
     # no time for it: skipped (it cannot be interrupted)
     quick = cegarnn.verify(prob, method="cegar", policy="neuron", attack=False, time_limit=0.5)
     assert not _summary(quick)["root_lirpa_alpha"]
+
+
+def _wide_sigmoid_case(factor):
+    """300 inputs, one layer of 10 sigmoids, radius ``factor`` x the sampled critical one (an
+    overestimate in 300-d: the LP finds violations sampling misses)."""
+    n = 300
+    model = _net(3, n, (10,), nn.Sigmoid, gain=2.0)
+    x = np.random.default_rng(3).uniform(0.2, 0.8, size=n)
+    with torch.no_grad():
+        label = int(model(torch.as_tensor(x[None])).argmax())
+    eps = factor * _critical_eps(model, x, label)
+    prob, _ = _problem(model, n, x, eps, label)
+    return model, prob, x, eps, label
+
+
+@pytest.mark.parametrize("factor,status", [(0.23, "verified"), (0.26, "falsified")])
+def test_segment_phase_decides_wide_sigmoid_boxes_the_root_leaves_open(factor, status):
+    # more than SEGMENT_PHASE_MIN_INPUTS free inputs and sigmoids: after the root bounds, the root's
+    # LP refined at sigmoid segments decides (measured: proved in 0.2-0.3 s of LP at 0.222-0.235)
+    model, prob, x, eps, label = _wide_sigmoid_case(factor)
+    res = cegarnn.verify(prob, method="cegar", attack=False, time_limit=30)
+    s = _summary(res)
+    assert res.status == status, res.reason
+    assert "segment_phase_s" in s
+    if status == "verified":
+        assert res.reason == "proved by the solver" and _sampled_min_margin(model, x - eps, x + eps, label) > 0
+    else:
+        z = np.asarray(res.counterexample.free_input)
+        assert np.all(np.abs(z - x) <= eps + 1e-12)
+        with torch.no_grad():
+            y = model.float()(torch.as_tensor(z[None], dtype=torch.float32)).double().numpy()[0]
+        model.double()
+        assert y[label] <= np.delete(y, label).max()

@@ -50,6 +50,9 @@ ROOT_LIRPA_FACTOR = 10.0       # auto_LiRPA alpha-CROWN on the root too when the
 ROOT_ALPHA_SHARE = 0.25        # ... started within this share of the time left (then the best so far)
 CHILD_ALPHA_ITERATIONS = 5     # ... on children (bounds='alpha-crown'), warm-started from the parent
 MAX_QUEUE = 50_000             # open subproblems kept at most (then 'unknown': memory)
+SEGMENT_PHASE_MIN_INPUTS = 256  # guided, sigmoid/tanh, more free inputs than this: the root's LP refined
+SEGMENT_PHASE_SHARE = 0.5       # at sigmoid segments (the segments policy) for this share of the time left
+                                # first (ERAN sigmoid 6x200: it proved 3 the loop did not in 300 s)
 SUMMARY = "neuron_bab"         # stats.trajectory[-1]['move'] of a run: its split counts
 MIN_WIDTH = 1e-9               # input intervals narrower than this are not bisected
 
@@ -175,6 +178,11 @@ class NeuronBaB:
             if not closed[0] and self.mode == "auto" and ctx.remaining() > ROOT_LIRPA_FACTOR * (time.perf_counter() - t0):
                 b = self.lirpa_root(b, batch[0])
                 closed = self.closed(b, st)
+        if root and not closed[0] and self.guided and ctx.sig_layers \
+                and problem.n_free > SEGMENT_PHASE_MIN_INPUTS:
+            decided = self.segment_phase(b.pick(0))
+            if decided is not None:
+                return decided
         raw = problem.unsafe.disjunct_lower_bounds(b.lower[-1])          # (B, n_disj), unpadded
         weakest = raw.min(axis=1)
         own_weakest = problem.unsafe.disjunct_lower_bounds(own).min(axis=1)
@@ -333,6 +341,29 @@ class NeuronBaB:
         parts = (np.abs(lam0), margin_gradient(self.ctx, (sub.lo + sub.hi) / 2, j))
         score = width * sum(p / p.max() if p.max() > 0 else p for p in parts)
         return int(np.argmax(score)) if np.any(score > 0) else int(np.argmax(sub.hi - sub.lo))
+
+    def segment_phase(self, b: LayerBounds):
+        """The root box's LP refined at sigmoid segments in place (the ``segments`` policy) for
+        :data:`SEGMENT_PHASE_SHARE` of the time left: the Result if it decides the property, else
+        None (the loop goes on). With hundreds of free inputs input splits do not shrink the
+        sigmoids' ranges, and this LP is what closed ERAN instances that splitting did not."""
+        ctx = self.ctx
+        t0, policy = time.perf_counter(), ctx.policy
+        ctx.policy = "segments"             # solve_box refines segments until its budget is spent
+        try:
+            out = solve_box(ctx, 0, b, refine=True, box_time=SEGMENT_PHASE_SHARE * ctx.remaining())
+        except TimeLimit:                   # an LP stopped at the phase's budget, not the run's
+            ctx.check_time()
+            out = None
+        finally:
+            ctx.policy = policy
+        self.summary["segment_phase_s"] = round(time.perf_counter() - t0, 2)
+        if out is not None and out.kind is BoxKind.CLOSED:
+            self.summary["closed_by_solver"] += 1
+            return self.finish(VERIFIED, Reason.PROVED_BY_SOLVER)
+        if out is not None and out.kind is BoxKind.FALSIFIED:
+            return self.finish(FALSIFIED, Reason.SOLVER_COUNTEREXAMPLE, out.counterexample)
+        return None
 
     def finish(self, status, reason: str, cex=None) -> Result:
         self.ctx.stats.trajectory.append(dict(self.summary, progress_input=round(self.progress.mean["input"], 4),
