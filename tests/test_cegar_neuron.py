@@ -112,10 +112,12 @@ def test_auto_picks_the_neuron_policy_on_high_dimensional_boxes():
     from cegarnn.verifier.context import RunContext
     from cegarnn.verifier.options import Options
     n = 20
-    model = _net(0, n, (6,), nn.Sigmoid)
+    model = _net(0, n, (24,), nn.Sigmoid)       # a first layer of full rank 20 (> 16): neuron
     x = np.zeros(n)
     prob, _ = _problem(model, n, x, 0.1, 0)
     assert RunContext.create(prob, "cegar", Options()).policy == "neuron"
+    narrow, _ = _problem(_net(0, n, (6,), nn.Sigmoid), n, x, 0.1, 0)     # rank 6: rotated
+    assert RunContext.create(narrow, "cegar", Options()).policy == "rotated"
     small, _ = _problem(_net(0, 4, (6,), nn.Sigmoid), 4, np.zeros(4), 0.1, 0)
     assert RunContext.create(small, "cegar", Options()).policy == "input"
     assert RunContext.create(prob, "cegar", Options(policy="segments")).policy == "segments"
