@@ -62,8 +62,10 @@ def split_counts(res) -> Optional[dict]:
     last = res.stats.trajectory[-1] if res.stats.trajectory else None
     if not isinstance(last, dict) or last.get("move") != SUMMARY:
         return None
-    return {k: last.get(k, 0) for k in ("input_splits", "neuron_splits", "segment_splits", "relu_splits",
-                                        "lp_calls", "lp_guided_splits")}
+    out = {k: last.get(k, 0) for k in ("input_splits", "neuron_splits", "segment_splits", "relu_splits",
+                                       "lp_calls", "lp_guided_splits")}
+    out.update(root_lirpa_alpha=bool(last.get("root_lirpa_alpha")), segment_phase_s=last.get("segment_phase_s"))
+    return out
 
 
 def solve_instance(problems: list, timeout: float, method: str = DEFAULT_METHOD, **options) -> InstanceResult:
