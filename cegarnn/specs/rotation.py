@@ -154,5 +154,5 @@ def rotated_problem(problem):
 
     meta = {**problem.meta, "rotated_rank": rot.rank}
     return replace(problem, network=net, lower=-s_radius, upper=s_radius.copy(), reference=reference,
-                   full_input=full_input, name=problem.name, meta=meta, strict_lower=None, strict_upper=None,
+                   full_input=full_input, meta=meta, strict_lower=None, strict_upper=None,
                    rotation=rot)

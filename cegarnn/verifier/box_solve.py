@@ -136,19 +136,22 @@ class BoxAbstraction:
 
 
 def solve_box(ctx: RunContext, depth: int, bounds: LayerBounds, refine: bool, segments: Optional[int] = None,
-              box_time: Optional[float] = None, relu: Optional[str] = None) -> BoxOutcome:
+              box_time: Optional[float] = None, relu: Optional[str] = None,
+              policy: Optional[str] = None) -> BoxOutcome:
     """Decide the box (at ``depth`` in the split tree) with the abstraction. With ``refine``, a
     spurious candidate refines sigmoid segments or asks for a split; under the input policy the
     solver gets at most ``box_time`` seconds in all (then SPLIT). ``relu``: 'exact' | 'triangle'
     (default: exact, triangle under the input policy beyond ``relu_exact_max`` unstable ReLUs).
-    Raises :class:`TimeLimit`."""
+    ``policy``: the refinement policy to follow (default ``ctx.policy``; ``'segments'`` refines
+    sigmoid segments until the budget is spent). Raises :class:`TimeLimit`."""
     box_end = None if box_time is None else time.perf_counter() + box_time
     pad = ctx.padding(bounds)
     open_j = ctx.open_disjuncts(bounds, pad)
     if not open_j:
         return BoxOutcome(BoxKind.CLOSED)
     need = {j: ctx.opts.tol + float(np.max(pad[g])) for j, g in enumerate(ctx.groups)}
-    input_mode = refine and ctx.policy == "input"
+    policy = ctx.policy if policy is None else policy
+    input_mode = refine and policy == "input"
     if relu is None:
         relu = "triangle" if input_mode and bounds.unstable_relus(ctx.spec_net) > ctx.opts.relu_exact_max \
             else "exact"
@@ -157,16 +160,16 @@ def solve_box(ctx: RunContext, depth: int, bounds: LayerBounds, refine: bool, se
     except BigMError as exc:              # bounds too large for a meaningful big-M encoding
         return BoxOutcome(BoxKind.UNKNOWN, reason=f"encoding: {exc}")
     for j in open_j:
-        outcome = _decide_disjunct(ctx, abst, depth, j, need[j], refine, box_end)
+        outcome = _decide_disjunct(ctx, abst, depth, j, need[j], refine, box_end, policy)
         if outcome is not None:
             return outcome
     return BoxOutcome(BoxKind.CLOSED)
 
 
 def _decide_disjunct(ctx: RunContext, abst: BoxAbstraction, depth: int, j: int, need: float, refine: bool,
-                     box_end: Optional[float]) -> Optional[BoxOutcome]:
+                     box_end: Optional[float], policy: str) -> Optional[BoxOutcome]:
     """Minimise disjunct ``j``'s margin until it is excluded (None) or an outcome ends the box."""
-    input_mode = refine and ctx.policy == "input"
+    input_mode = refine and policy == "input"
     trajectory = ctx.stats.trajectory
     rounds = 0
     while True:
@@ -202,7 +205,7 @@ def _decide_disjunct(ctx: RunContext, abst: BoxAbstraction, depth: int, j: int, 
         if ctx.opts.debug and rounds > 0:
             abst.check_progress(values)
         sig_dominant = bool(gaps) and gaps[0][0] >= abst.relu_gap(values)
-        if gaps and (ctx.policy == "segments" or (rounds < ctx.opts.max_rounds and sig_dominant)):
+        if gaps and (policy == "segments" or (rounds < ctx.opts.max_rounds and sig_dominant)):
             chosen = abst.refine(gaps, ctx.opts.top_k)
             entry.update(move="segments", neurons=len(chosen), max_gap=gaps[0][0])
             trajectory.append(entry)

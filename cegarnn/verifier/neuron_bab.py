@@ -348,15 +348,13 @@ class NeuronBaB:
         None (the loop goes on). With hundreds of free inputs input splits do not shrink the
         sigmoids' ranges, and this LP is what closed ERAN instances that splitting did not."""
         ctx = self.ctx
-        t0, policy = time.perf_counter(), ctx.policy
-        ctx.policy = "segments"             # solve_box refines segments until its budget is spent
+        t0 = time.perf_counter()
         try:
-            out = solve_box(ctx, 0, b, refine=True, box_time=SEGMENT_PHASE_SHARE * ctx.remaining())
+            out = solve_box(ctx, 0, b, refine=True, box_time=SEGMENT_PHASE_SHARE * ctx.remaining(),
+                            policy="segments")
         except TimeLimit:                   # an LP stopped at the phase's budget, not the run's
             ctx.check_time()
             out = None
-        finally:
-            ctx.policy = policy
         self.summary["segment_phase_s"] = round(time.perf_counter() - t0, 2)
         if out is not None and out.kind is BoxKind.CLOSED:
             self.summary["closed_by_solver"] += 1
